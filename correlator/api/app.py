@@ -1,0 +1,114 @@
+"""The FastAPI app: OTLP/HTTP receivers, health and readiness, /metrics, and the /api routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio.to_thread
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+
+from correlator import __version__
+from correlator.api import otlp_http
+from correlator.api.state import AppState
+from correlator.errors import BadRequest, CorrelatorError
+from correlator.service import store_status
+
+
+class ApiError(BaseModel):
+    """The body of every /api error."""
+
+    error: dict[str, str]
+
+
+def _error_response(error: CorrelatorError) -> JSONResponse:
+    headers = {}
+    if error.status_code in (429, 503):
+        headers["Retry-After"] = str(getattr(error, "retry_after_s", 1))
+    return JSONResponse(
+        {"error": {"type": error.error_type, "message": error.message}},
+        status_code=error.status_code,
+        headers=headers,
+    )
+
+
+def _state(request: Request) -> AppState:
+    state: AppState = request.app.state.correlator
+    return state
+
+
+async def require_token(request: Request) -> None:
+    """Every /api route: a read token for GET, a write token for the rest, when tokens are configured."""
+    state = _state(request)
+    state.auth.check(request.headers.get("authorization"), state.auth.needed_scope(request.method))
+
+
+class TableRowsOut(BaseModel):
+    table: str
+    rows: int
+
+
+class StoreStatusOut(BaseModel):
+    """What the store holds: its DSN (no password), schema version and rows per table."""
+
+    dsn: str
+    database: str
+    schema_version: int
+    tables: list[TableRowsOut]
+
+
+def create_app(state: AppState) -> FastAPI:
+    """The app over a built state; the server (or a test) owns the state's lifecycle."""
+    app = FastAPI(
+        title="correlator",
+        version=__version__,
+        description="Links logs, metrics and traces by trace id, service and deploy id. See API.md.",
+        responses={400: {"model": ApiError}, 401: {"model": ApiError}, 403: {"model": ApiError}},
+    )
+    app.state.correlator = state
+
+    @app.exception_handler(CorrelatorError)
+    async def _correlator_error(request: Request, error: CorrelatorError) -> JSONResponse:
+        return _error_response(error)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}" for item in error.errors())
+        return _error_response(BadRequest(problems or "the request is not valid"))
+
+    app.include_router(otlp_http.router)
+
+    @app.get("/healthz", tags=["ops"], summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"], summary="The store answers and every migration is applied")
+    async def readyz(request: Request) -> JSONResponse:
+        ready, detail = await anyio.to_thread.run_sync(store_status.readiness, _state(request).store)
+        return JSONResponse(
+            {"status": "ready" if ready else "not_ready", "detail": detail}, status_code=200 if ready else 503
+        )
+
+    @app.get("/metrics", tags=["ops"], summary="The correlator's own metrics, Prometheus text format")
+    async def metrics(request: Request) -> Response:
+        return PlainTextResponse(generate_latest(_state(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get(
+        "/api/v1/store",
+        tags=["store"],
+        summary="What the store holds: schema version and rows per table",
+        dependencies=[Depends(require_token)],
+    )
+    async def store_info(request: Request) -> StoreStatusOut:
+        info: Any = await anyio.to_thread.run_sync(store_status.describe, _state(request).store)
+        return StoreStatusOut(
+            dsn=info.dsn,
+            database=info.database,
+            schema_version=info.schema_version,
+            tables=[TableRowsOut(table=t.table, rows=t.rows) for t in info.tables],
+        )
+
+    return app

@@ -1,0 +1,80 @@
+"""OTLP/HTTP: POST /v1/traces, /v1/logs and /v1/metrics, protobuf or JSON, plain or gzip."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from correlator.api.state import AppState
+from correlator.errors import CorrelatorError, PayloadTooLarge
+from correlator.otlp.decode import Encoding, Signal, parse_content_type, status_body, success_response
+
+router = APIRouter(tags=["otlp"])
+# Status codes of google.rpc.Code used in error bodies.
+_RPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 413: 8, 415: 3, 429: 8, 503: 14}
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the body is more than {limit} bytes; the limit is {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def otlp_error_response(error: CorrelatorError, encoding: Encoding) -> Response:
+    """A google.rpc.Status body, encoded like the request, with Retry-After where the client should retry."""
+    headers = {}
+    retry_after = getattr(error, "retry_after_s", None)
+    if error.status_code in (429, 503):
+        headers["Retry-After"] = str(retry_after or 1)
+    return Response(
+        status_body(_RPC_CODES.get(error.status_code, 13), error.message, encoding),
+        status_code=error.status_code,
+        media_type=encoding.value,
+        headers=headers,
+    )
+
+
+async def _export(request: Request, signal: Signal) -> Response:
+    state: AppState = request.app.state.correlator
+    header = request.headers.get("content-type")
+    encoding = Encoding.JSON if header and "json" in header.lower() else Encoding.PROTOBUF
+    try:
+        state.auth.check(request.headers.get("authorization"), "write")
+        encoding = parse_content_type(header)
+        body = await _read_body(request, state.ingest.max_body_bytes)
+        result = await state.ingest.export_body(signal, body, encoding, request.headers.get("content-encoding"))
+    except CorrelatorError as e:
+        state.ingest.count_rejected_request(signal, e.error_type)
+        return otlp_error_response(e, encoding)
+    return Response(
+        success_response(signal, result.rejected, result.error_message, encoding), media_type=encoding.value
+    )
+
+
+_DESCRIPTION = (
+    "Body: an OTLP Export{signal}ServiceRequest as application/x-protobuf or application/json (OTLP JSON: hex ids, "
+    "integer enums), optionally gzip. 200 once stored (partial_success counts rejected records), 400 undecodable, "
+    "413 too large, 415 unsupported content type, 503 with Retry-After when the write queue is full."
+)
+
+
+@router.post("/v1/traces", summary="OTLP/HTTP traces", description=_DESCRIPTION.format(signal="Trace"))
+async def export_traces(request: Request) -> Response:
+    return await _export(request, Signal.TRACES)
+
+
+@router.post("/v1/logs", summary="OTLP/HTTP logs", description=_DESCRIPTION.format(signal="Logs"))
+async def export_logs(request: Request) -> Response:
+    return await _export(request, Signal.LOGS)
+
+
+@router.post("/v1/metrics", summary="OTLP/HTTP metrics", description=_DESCRIPTION.format(signal="Metrics"))
+async def export_metrics(request: Request) -> Response:
+    return await _export(request, Signal.METRICS)

@@ -1,0 +1,35 @@
+"""The CLI's HTTP client of a running correlator: --url/CORRELATOR_URL, --token/CORRELATOR_TOKEN."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+
+class ClientError(Exception):
+    """A request the server refused or could not answer, with the server's own message."""
+
+
+class ApiClient:
+    """A thin httpx client that turns the API's error bodies into ClientError."""
+
+    def __init__(self, url: str, token: str | None, timeout_s: float = 30.0) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout_s)
+        self.url = url
+
+    def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        """GET a JSON document."""
+        try:
+            response = self._http.get(path, params=params)
+        except httpx.HTTPError as e:
+            raise ClientError(f"cannot reach the correlator at {self.url}: {e}") from e
+        if response.status_code >= 400:
+            try:
+                error = response.json()["error"]
+                message = f"{error['message']} ({response.status_code} {error['type']})"
+            except (ValueError, KeyError, TypeError):
+                message = f"{response.status_code}: {response.text[:300]}"
+            raise ClientError(message)
+        return response.json()

@@ -1,0 +1,1 @@
+"""Use cases: the only layer that orchestrates the mapping, the store and the rest."""

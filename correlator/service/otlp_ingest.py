@@ -1,0 +1,77 @@
+"""The ingest use case shared by OTLP/HTTP and OTLP/gRPC: map a request, queue its rows, wait until stored."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio.to_thread
+from google.protobuf.message import Message
+
+from correlator.errors import StoreUnavailable
+from correlator.otlp.decode import Encoding, Signal, decode_request, decompress
+from correlator.otlp.logs import map_logs
+from correlator.otlp.metrics import map_metrics
+from correlator.otlp.rows import Mapped
+from correlator.otlp.traces import map_traces
+from correlator.service.ingest import IngestWriter
+from correlator.service.own_metrics import OwnMetrics
+
+MAPPERS: dict[Signal, Callable[[Any], Mapped]] = {
+    Signal.TRACES: map_traces,
+    Signal.LOGS: map_logs,
+    Signal.METRICS: map_metrics,
+}
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What happened to one export request."""
+
+    accepted: int
+    rejected: int
+    error_message: str
+
+
+class OtlpIngest:
+    """Turns export requests into stored rows; raising CorrelatorError subclasses for what a client did wrong."""
+
+    def __init__(self, writer: IngestWriter, metrics: OwnMetrics, max_body_bytes: int, write_timeout_s: float) -> None:
+        self._writer = writer
+        self._metrics = metrics
+        self.max_body_bytes = max_body_bytes
+        self._write_timeout_s = write_timeout_s
+
+    def _decode_and_map(self, signal: Signal, body: bytes, encoding: Encoding, content_encoding: str | None) -> Mapped:
+        data = decompress(body, content_encoding, self.max_body_bytes)
+        return MAPPERS[signal](decode_request(signal, data, encoding))
+
+    async def export_body(
+        self, signal: Signal, body: bytes, encoding: Encoding, content_encoding: str | None
+    ) -> ExportResult:
+        """Decode, map and store one OTLP/HTTP body."""
+        mapped = await anyio.to_thread.run_sync(self._decode_and_map, signal, body, encoding, content_encoding)
+        return await self._store(signal, mapped)
+
+    async def export_message(self, signal: Signal, request: Message) -> ExportResult:
+        """Map and store one already decoded request (OTLP/gRPC)."""
+        mapped = await anyio.to_thread.run_sync(MAPPERS[signal], request)
+        return await self._store(signal, mapped)
+
+    async def _store(self, signal: Signal, mapped: Mapped) -> ExportResult:
+        self._metrics.received.labels(signal.value).inc(mapped.accepted + mapped.rejected)
+        if mapped.rejected:
+            self._metrics.rejected.labels(signal.value, "invalid_record").inc(mapped.rejected)
+        done = self._writer.submit(signal, mapped)
+        try:
+            # shield: a timed-out request must not cancel the future the writer will resolve
+            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(done)), self._write_timeout_s)
+        except TimeoutError as e:
+            raise StoreUnavailable(f"the store did not finish the write within {self._write_timeout_s:g} s") from e
+        return ExportResult(mapped.accepted, mapped.rejected, mapped.error_message)
+
+    def count_rejected_request(self, signal: Signal, reason: str) -> None:
+        """Count a whole request refused before mapping (bad body, too large, overloaded...)."""
+        self._metrics.rejected.labels(signal.value, reason).inc()

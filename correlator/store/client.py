@@ -1,0 +1,155 @@
+"""ClickHouse clients from a DSN (embedded chDB or a server), one place that translates driver errors."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import clickhouse_connect
+from clickhouse_connect.driver.exceptions import ClickHouseError
+
+from correlator.errors import BadRequest, StoreLocked, StoreUnavailable
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+# Store sessions run in UTC so that DateTime values read and written mean the same instant everywhere.
+SESSION_SETTINGS = {"session_timezone": "UTC"}
+
+
+def quote_identifier(name: str) -> str:
+    """Quote a database, table or column name for SQL; the only way identifiers enter a statement."""
+    if not _IDENTIFIER.match(name):
+        raise BadRequest(f"expected an identifier of letters, digits, '_' and '.', got {name!r}")
+    return f"`{name}`"
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Where the store lives: a DSN (`chdb:///abs/dir` or `http(s)://user:pass@host:port/db`) and a database."""
+
+    dsn: str
+    database: str = "otel"
+
+    @property
+    def embedded_dir(self) -> Path | None:
+        """The data directory of an embedded (chDB) store, None for a server."""
+        if not self.dsn.startswith("chdb://"):
+            return None
+        path = self.dsn.removeprefix("chdb://")
+        if not path.startswith("/"):
+            raise BadRequest(f"expected an absolute path in the DSN like chdb:///var/lib/correlator, got {self.dsn!r}")
+        return Path(path)
+
+    def describe(self) -> str:
+        """The DSN without its password, for logs and messages."""
+        if self.embedded_dir is not None:
+            return self.dsn
+        parts = urlsplit(self.dsn)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+        user = f"{parts.username}@" if parts.username else ""
+        return f"{parts.scheme}://{user}{host}{port}{parts.path}"
+
+
+def lock_holder(data_dir: Path) -> int | None:
+    """The PID holding an embedded data directory, or None when it is free (or not yet created).
+
+    chDB locks `<dir>/status` with flock and writes its PID into it; a second opener gets an obscure
+    engine error, so we look first and say plainly who holds it.
+    """
+    status = data_dir / "status"
+    if not status.exists():
+        return None
+    with status.open("rb") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = status.read_text(errors="replace")
+            match = re.search(r"PID:\s*(\d+)", text)
+            return int(match.group(1)) if match else -1
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    return None
+
+
+class Store:
+    """A handle on the ClickHouse store; each thread gets its own client (chDB serializes calls per client)."""
+
+    def __init__(self, config: StoreConfig) -> None:
+        self.config = config
+        self._local = threading.local()
+        self._clients: list[Any] = []
+        self._clients_lock = threading.Lock()
+        data_dir = config.embedded_dir
+        if data_dir is not None:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            holder = lock_holder(data_dir)
+            # This process's own engine holds the lock: chDB hands out more clients of it, which is fine.
+            if holder is not None and holder != os.getpid():
+                raise StoreLocked(str(data_dir), holder if holder > 0 else None)
+        self._client()  # open now, so that a bad DSN or a held store fails at start, not on first use
+
+    def _client(self) -> Any:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            try:
+                client = clickhouse_connect.get_client(dsn=self.config.dsn, settings=SESSION_SETTINGS)
+            except ClickHouseError as e:
+                data_dir = self.config.embedded_dir
+                if data_dir is not None and (holder := lock_holder(data_dir)) is not None:
+                    raise StoreLocked(str(data_dir), holder if holder > 0 else None) from e
+                raise StoreUnavailable(f"cannot open the store {self.config.describe()}: {e}") from e
+            self._local.client = client
+            with self._clients_lock:
+                self._clients.append(client)
+        return client
+
+    @contextlib.contextmanager
+    def _translate(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except ClickHouseError as e:
+            raise StoreUnavailable(f"{what} failed on {self.config.describe()}: {e}") from e
+
+    def command(self, sql: str, parameters: Mapping[str, Any] | None = None) -> Any:
+        """Run a statement that returns no rows (DDL, INSERT ... SELECT)."""
+        with self._translate("a statement"):
+            return self._client().command(sql, parameters=dict(parameters or {}))
+
+    def rows(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run a query and return its rows as tuples."""
+        with self._translate("a query"):
+            return list(self._client().query(sql, parameters=dict(parameters or {})).result_rows)
+
+    def insert_columns(self, table: str, column_names: Sequence[str], columns: Sequence[Sequence[Any]]) -> None:
+        """Insert one columnar block into a table of the store's database."""
+        with self._translate(f"an insert into {table}"):
+            self._client().insert(
+                table,
+                list(columns),
+                column_names=list(column_names),
+                database=self.config.database,
+                column_oriented=True,
+            )
+
+    def ping(self) -> bool:
+        """True when the store answers a trivial query."""
+        try:
+            return bool(self._client().ping())
+        except ClickHouseError:
+            return False
+
+    def close(self) -> None:
+        """Close every client this store opened; the embedded engine lets go of its directory."""
+        with self._clients_lock:
+            clients, self._clients = self._clients, []
+        for client in clients:
+            with contextlib.suppress(Exception):
+                client.close()
+        self._local = threading.local()
