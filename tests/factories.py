@@ -15,7 +15,9 @@ T0 = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z in ns
 
 
 def any_value(value: Any) -> AnyValue:
-    """An AnyValue from a Python value (bytes, bool, int, float, str, list, dict)."""
+    """An AnyValue from a Python value (None, bytes, bool, int, float, str, list, dict)."""
+    if value is None:
+        return AnyValue()
     if isinstance(value, bytes):
         return AnyValue(bytes_value=value)
     if isinstance(value, bool):
@@ -61,7 +63,9 @@ def span(
     )
 
 
-def traces_request(service: str, spans: list[Span], resource: dict[str, Any] | None = None) -> ExportTraceServiceRequest:
+def traces_request(
+    service: str, spans: list[Span], resource: dict[str, Any] | None = None
+) -> ExportTraceServiceRequest:
     request = ExportTraceServiceRequest()
     resource_spans = request.resource_spans.add()
     resource_spans.resource.attributes.extend(key_values({"service.name": service, **(resource or {})}))

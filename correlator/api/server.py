@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
 import socket
 import threading
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +20,22 @@ from correlator.api.state import AppState, build_state
 from correlator.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn, minus re-raising SIGTERM/SIGINT after its graceful stop: we still have to flush and close."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        originals = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in originals.items():
+                signal.signal(sig, handler)
 
 
 def _listen(bind: str, port: int) -> socket.socket:
@@ -41,7 +60,7 @@ class Server:
     log_level: str = "info"
     state: AppState | None = None
     ports: dict[str, int] = field(default_factory=dict)
-    _uvicorn: uvicorn.Server | None = None
+    _uvicorn: _Uvicorn | None = None
     _sockets: list[socket.socket] = field(default_factory=list)
     _grpc: Any = None
     _thread: threading.Thread | None = None
@@ -61,7 +80,7 @@ class Server:
         config = uvicorn.Config(
             create_app(self.state), log_level=self.log_level, lifespan="off", timeout_graceful_shutdown=30
         )
-        self._uvicorn = uvicorn.Server(config)
+        self._uvicorn = _Uvicorn(config)
 
     async def _serve(self) -> None:
         assert self.state is not None

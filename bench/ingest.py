@@ -1,0 +1,227 @@
+"""End-to-end OTLP/HTTP ingest benchmark against a real `correlator serve`, with an engine-only baseline.
+
+Run: .venv/bin/python -m bench.ingest [--spans 300000] [--clients 4]
+
+The server runs as its own process on a fresh data directory; this process is the client. It prints,
+per scenario, records/s, request latency percentiles and the server's peak RSS; then, after the server
+stopped, it opens the same store and times `INSERT INTO copy SELECT * FROM <table>` of the very rows that
+were ingested: the engine-only ceiling. The ratio end-to-end / engine-only is the figure to watch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from google.protobuf import json_format
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from bench.payloads import logs_body, metrics_body, traces_body
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    path: str
+    table: str
+    batch: int
+    make: Callable[[int, int], bytes]
+    content_type: str = "application/x-protobuf"
+    gzip: bool = False
+
+
+@dataclass(frozen=True)
+class Result:
+    scenario: Scenario
+    records: int
+    seconds: float
+    latencies_ms: list[float]
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.seconds
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _json_traces(batch: int, seed: int) -> bytes:
+    """OTLP JSON of the same spans (hex ids, as the spec wants)."""
+    message = ExportTraceServiceRequest.FromString(traces_body(batch, seed))
+    document = json_format.MessageToDict(message, use_integers_for_enums=True)
+    for resource_spans in document["resourceSpans"]:
+        for scope_spans in resource_spans["scopeSpans"]:
+            for span in scope_spans["spans"]:
+                for key in ("traceId", "spanId", "parentSpanId"):
+                    if key in span:
+                        import base64
+
+                        span[key] = base64.b64decode(span[key]).hex()
+    return json.dumps(document).encode()
+
+
+def _peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _run(url: str, scenario: Scenario, total: int, clients: int) -> Result:
+    distinct = 16
+    bodies = [scenario.make(scenario.batch, seed) for seed in range(distinct)]
+    if scenario.gzip:
+        bodies = [gzip.compress(body, 1) for body in bodies]
+    headers = {"Content-Type": scenario.content_type}
+    if scenario.gzip:
+        headers["Content-Encoding"] = "gzip"
+    requests = max(total // scenario.batch, clients)
+    latencies: list[float] = []
+    lock = threading.Lock()
+    counter = iter(range(requests))
+
+    def worker() -> None:
+        with httpx.Client(timeout=120) as client:
+            for index in counter:
+                started = time.perf_counter()
+                while True:
+                    response = client.post(url + scenario.path, content=bodies[index % distinct], headers=headers)
+                    if response.status_code == 200:
+                        break
+                    if response.status_code not in (429, 503):
+                        raise RuntimeError(f"{scenario.name}: {response.status_code} {response.text[:200]}")
+                    time.sleep(0.05)
+                with lock:
+                    latencies.append((time.perf_counter() - started) * 1000)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        for future in [pool.submit(worker) for _ in range(clients)]:
+            future.result()
+    return Result(scenario, requests * scenario.batch, time.perf_counter() - started, latencies)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _engine_only(dsn: str, tables: list[str]) -> dict[str, float]:
+    """rows/s of INSERT ... SELECT of the stored rows into an identical table (indexes and all)."""
+    from correlator.store import Store, StoreConfig
+
+    store = Store(StoreConfig(dsn))
+    rates: dict[str, float] = {}
+    try:
+        for table in tables:
+            copy = f"bench_copy_{table}"
+            store.command(f"DROP TABLE IF EXISTS otel.{copy}")
+            store.command(f"CREATE TABLE otel.{copy} AS otel.{table}")
+            rows = int(store.rows(f"SELECT count() FROM otel.{table}")[0][0])
+            timings = []
+            for _ in range(3):
+                store.command(f"TRUNCATE TABLE otel.{copy}")
+                started = time.perf_counter()
+                store.command(f"INSERT INTO otel.{copy} SELECT * FROM otel.{table}")
+                timings.append(time.perf_counter() - started)
+            rates[table] = rows / statistics.median(timings)
+    finally:
+        store.close()
+    return rates
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--spans", type=int, default=300_000, help="records per scenario")
+    parser.add_argument("--clients", type=int, default=4, help="concurrent client connections")
+    parser.add_argument("--keep", action="store_true", help="keep the data directory")
+    args = parser.parse_args()
+
+    scenarios = [
+        Scenario("traces protobuf x512", "/v1/traces", "otel_traces", 512, traces_body),
+        Scenario("traces protobuf x8192", "/v1/traces", "otel_traces", 8192, traces_body),
+        Scenario("traces protobuf+gzip x8192", "/v1/traces", "otel_traces", 8192, traces_body, gzip=True),
+        Scenario("traces JSON x512", "/v1/traces", "otel_traces", 512, _json_traces, "application/json"),
+        Scenario("logs protobuf x8192", "/v1/logs", "otel_logs", 8192, logs_body),
+        Scenario("metrics protobuf x8192", "/v1/metrics", "otel_metrics_sum", 8192, metrics_body),
+    ]
+    workdir = Path(tempfile.mkdtemp(prefix="correlator-bench-"))
+    data_dir = workdir / "data"
+    port = _free_port()
+    env = {**os.environ, "CORRELATOR_CLICKHOUSE_DSN": f"chdb://{data_dir}"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "correlator", "serve", "--port", str(port), "--otlp-http-port", "0",
+         "--otlp-grpc-port", "0", "--log-level", "warning"],
+        env=env, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(url + "/readyz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        idle_rss = _rss_mib(server.pid)
+        print(f"server pid {server.pid}, idle RSS {idle_rss:.0f} MiB, {args.clients} clients, {os.cpu_count()} cores")
+        print(f"{'scenario':30} {'records/s':>11} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'peak RSS MiB':>13}")
+        results = []
+        for scenario in scenarios:
+            total = args.spans if "JSON" not in scenario.name else args.spans // 3
+            result = _run(url, scenario, total, args.clients)
+            results.append(result)
+            print(
+                f"{scenario.name:30} {result.rate:11,.0f} {_percentile(result.latencies_ms, 0.5):8.1f} "
+                f"{_percentile(result.latencies_ms, 0.95):8.1f} {_percentile(result.latencies_ms, 0.99):8.1f} "
+                f"{_peak_rss_mib(server.pid):13.0f}",
+                flush=True,
+            )
+        peak = _peak_rss_mib(server.pid)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(120)
+
+    print(f"server peak RSS over the run: {peak:.0f} MiB")
+    baseline = _engine_only(f"chdb://{data_dir}", ["otel_traces", "otel_logs", "otel_metrics_sum"])
+    print("\nengine-only baseline (INSERT ... SELECT of the same rows, same table definition, median of 3):")
+    for table, rate in baseline.items():
+        print(f"  {table:20} {rate:11,.0f} rows/s")
+    print("\nratio end-to-end / engine-only:")
+    for result in results:
+        ceiling = baseline[result.scenario.table]
+        print(f"  {result.scenario.name:30} {result.rate / ceiling:6.2f}")
+    if not args.keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        print(f"data kept in {data_dir}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""A full write queue answers 503 + Retry-After (gRPC: UNAVAILABLE + RetryInfo); exporters retry; nothing is lost."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from google.rpc import error_details_pb2, status_pb2
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from correlator.api.server import Server
+from tests.conftest import query, start_server
+from tests.factories import span, traces_request
+
+PROTOBUF = {"Content-Type": "application/x-protobuf"}
+
+
+@pytest.fixture(scope="module")
+def tight(data_dir: Path) -> Iterator[Server]:
+    """A server whose write queue holds about two requests."""
+    running = start_server(data_dir, queue_max_records=1_000, batch_max_records=1_000)
+    yield running
+    running.stop()
+
+
+def _count(server: Server, service: str) -> int:
+    return int(query(server, "SELECT count() FROM otel.otel_traces WHERE ServiceName = {s:String}", s=service)[0][0])
+
+
+def _body(service: str, index: int, size: int = 800) -> bytes:
+    spans = [span(span_id=(index * 100_000 + i + 1).to_bytes(8, "big"), attributes={"i": i}) for i in range(size)]
+    return traces_request(service, spans).SerializeToString()
+
+
+def test_full_queue_answers_503_with_retry_after_and_keeps_what_it_acknowledged(
+    tight: Server, service_name: str
+) -> None:
+    acknowledged = 0
+    refused: list[httpx.Response] = []
+    with httpx.Client(timeout=60) as client:
+        for round_ in range(20):
+            bodies = [_body(service_name, round_ * 10 + i) for i in range(6)]
+            with ThreadPoolExecutor(6) as pool:
+                responses = list(
+                    pool.map(lambda b: client.post(tight.url() + "/v1/traces", content=b, headers=PROTOBUF), bodies)
+                )
+            acknowledged += 800 * sum(r.status_code == 200 for r in responses)
+            refused += [r for r in responses if r.status_code != 200]
+            if refused:
+                break
+    assert refused, "six concurrent requests never filled a queue of 1000 records"
+    assert {r.status_code for r in refused} == {503}
+    assert refused[0].headers["Retry-After"] == "1"
+    status = status_pb2.Status.FromString(refused[0].content)
+    assert status.code == 14  # UNAVAILABLE
+    assert "write queue is full" in status.message
+    assert _count(tight, service_name) == acknowledged
+
+
+def test_grpc_full_queue_is_unavailable_with_retry_info(tight: Server, service_name: str) -> None:
+    errors: list[grpc.RpcError] = []
+    lock = threading.Lock()
+    with grpc.insecure_channel(f"127.0.0.1:{tight.ports['otlp_grpc']}") as channel:
+        stub = trace_service_pb2_grpc.TraceServiceStub(channel)
+        requests = [
+            traces_request(service_name, [span(span_id=(i * 1000 + j + 1).to_bytes(8, "big")) for j in range(800)])
+            for i in range(6)
+        ]
+
+        def export(request: object) -> None:
+            try:
+                stub.Export(request, timeout=60)
+            except grpc.RpcError as e:
+                with lock:
+                    errors.append(e)
+
+        for _ in range(20):
+            with ThreadPoolExecutor(6) as pool:
+                list(pool.map(export, requests))
+            if errors:
+                break
+    assert errors, "six concurrent exports never filled a queue of 1000 records"
+    error = errors[0]
+    assert error.code() is grpc.StatusCode.UNAVAILABLE
+    details = dict(error.trailing_metadata())["grpc-status-details-bin"]
+    status = status_pb2.Status.FromString(details)
+    retry = error_details_pb2.RetryInfo()
+    assert status.details[0].Unpack(retry)
+    assert retry.retry_delay.seconds == 1
+
+
+def test_real_exporters_retry_until_everything_is_stored(tight: Server, service_name: str) -> None:
+    per_thread, threads = 2_000, 4
+
+    def produce(index: int) -> None:
+        provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+        provider.add_span_processor(
+            BatchSpanProcessor(
+                OTLPSpanExporter(endpoint=tight.url("otlp_http") + "/v1/traces", timeout=30),
+                max_export_batch_size=500,
+                max_queue_size=per_thread,
+            )
+        )
+        tracer = provider.get_tracer("load")
+        for i in range(per_thread):
+            tracer.start_span(f"op-{index}-{i % 5}").end()
+        provider.shutdown()
+
+    workers = [threading.Thread(target=produce, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+    assert _count(tight, service_name) == per_thread * threads
+
+
+def test_queries_run_while_ingest_runs(server: Server, service_name: str) -> None:
+    stop = threading.Event()
+    seen: list[int] = []
+    failures: list[BaseException] = []
+
+    def read() -> None:
+        with httpx.Client(timeout=30) as client:
+            while not stop.is_set():
+                try:
+                    response = client.get(server.url() + "/api/v1/store")
+                    response.raise_for_status()
+                    seen.append(_count(server, service_name))
+                except BaseException as e:  # collected and asserted below
+                    failures.append(e)
+                    return
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    with httpx.Client(timeout=60) as client:
+        for index in range(20):
+            response = client.post(
+                server.url() + "/v1/traces", content=_body(service_name, index, 500), headers=PROTOBUF
+            )
+            assert response.status_code == 200
+    stop.set()
+    reader.join(30)
+    assert not failures
+    assert len(seen) >= 2
+    assert seen == sorted(seen)  # counts only grow: no partial batches become visible and vanish
+    assert _count(server, service_name) == 20 * 500

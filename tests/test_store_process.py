@@ -1,0 +1,88 @@
+"""One process per embedded store: plain refusals naming the holder; durability across SIGTERM, SIGKILL, restart."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+from tests.factories import span, traces_request
+from tests.processes import correlator_command, spawn_serve, stored_rows
+
+PROTOBUF = {"Content-Type": "application/x-protobuf"}
+
+
+def _batch(index: int, size: int = 200) -> bytes:
+    spans = [span(span_id=(index * 10_000 + i + 1).to_bytes(8, "big"), name=f"op-{i % 7}") for i in range(size)]
+    return traces_request("durable", spans).SerializeToString()
+
+
+def test_second_opener_is_told_which_pid_holds_the_store(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    holder = spawn_serve(data_dir)
+    try:
+        migrate = subprocess.run(
+            correlator_command("migrate", "--dsn", f"chdb://{data_dir}"), capture_output=True, text=True, timeout=120
+        )
+        assert migrate.returncode == 1
+        assert f"is in use by process {holder.process.pid}" in migrate.stderr
+        assert "Traceback" not in migrate.stderr
+        second = spawn_serve(data_dir, wait=False)
+        assert second.process.wait(120) == 1
+        assert f"is in use by process {holder.process.pid}" in second.log()
+        # The holder is unharmed.
+        assert httpx.get(holder.url + "/readyz").status_code == 200
+    finally:
+        holder.stop()
+
+
+def test_migrate_applies_once_and_dry_run_prints_sql(tmp_path: Path) -> None:
+    dsn = f"chdb://{tmp_path / 'data'}"
+    first = subprocess.run(correlator_command("migrate", "--dsn", dsn), capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert "applied migrations [1]" in first.stderr
+    again = subprocess.run(correlator_command("migrate", "--dsn", dsn), capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0
+    assert "up to date" in again.stderr
+    dry = subprocess.run(correlator_command("migrate", "--dry-run"), capture_output=True, text=True, timeout=120)
+    assert dry.returncode == 0
+    assert "CREATE TABLE IF NOT EXISTS `otel`.`otel_traces`" in dry.stdout
+    assert "CREATE MATERIALIZED VIEW IF NOT EXISTS `otel`.`otel_traces_trace_id_ts_mv`" in dry.stdout
+
+
+def test_acknowledged_records_survive_sigterm_sigkill_and_restart(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    child = spawn_serve(data_dir)
+    acknowledged = 0
+
+    def send(index: int) -> int:
+        try:
+            response = httpx.post(child.url + "/v1/traces", content=_batch(index), headers=PROTOBUF, timeout=60)
+        except httpx.HTTPError:
+            return 0
+        return 200 if response.status_code == 200 else 0
+
+    # SIGTERM while requests are in flight: every acknowledged request must be stored (the writer flushes).
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(send, i) for i in range(40)]
+        futures[5].result()
+        assert child.stop(signal.SIGTERM) == 0
+        acknowledged += sum(1 for f in futures if f.result() == 200) * 200
+    assert acknowledged > 0
+
+    child = spawn_serve(data_dir)
+    assert stored_rows(child, "otel_traces") >= acknowledged
+    stored_before_kill = stored_rows(child, "otel_traces")
+    # SIGKILL right after acknowledgements: nothing acknowledged may be lost.
+    for i in range(100, 110):
+        assert send(i) == 200
+    child.stop(signal.SIGKILL)
+
+    child = spawn_serve(data_dir)
+    try:
+        assert stored_rows(child, "otel_traces") == stored_before_kill + 10 * 200
+    finally:
+        child.stop()
