@@ -243,3 +243,24 @@ def test_rejections_are_counted_on_metrics(server: Server) -> None:
     httpx.post(server.url() + "/v1/traces", content=b"\xff", headers=PROTOBUF)
     text = httpx.get(server.url() + "/metrics").text
     assert 'correlator_otlp_rejected_total{reason="undecodable_body",signal="traces"}' in text
+
+
+def test_grpc_partial_success_and_garbage(server: Server, service_name: str) -> None:
+    import grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+
+    request = traces_request(service_name, [span(), span(span_id=b"\x01", name="bad")])
+    with grpc.insecure_channel(f"127.0.0.1:{server.ports['otlp_grpc']}") as channel:
+        stub = trace_service_pb2_grpc.TraceServiceStub(channel)
+        response = stub.Export(request, timeout=10)
+        assert response.partial_success.rejected_spans == 1
+        raw = channel.unary_unary(
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        with pytest.raises(grpc.RpcError) as raised:
+            raw(b"\xff\xff\xff", timeout=10)
+        assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert "not a protobuf ExportTraceServiceRequest" in (raised.value.details() or "")
+    assert _count(server, service_name) == 1

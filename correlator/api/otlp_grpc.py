@@ -1,25 +1,33 @@
-"""OTLP/gRPC: the three Export services on one grpc.aio server, sharing the ingest use case."""
+"""OTLP/gRPC: the three Export services on one grpc.aio server, sharing the ingest use case with OTLP/HTTP.
+
+The services are registered as generic handlers that receive the raw request bytes, so gRPC bodies take exactly
+the same decode-and-store path as OTLP/HTTP protobuf bodies.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
-from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
-from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 
 from correlator.api.state import AppState
 from correlator.errors import CorrelatorError, Overloaded, StoreError
-from correlator.otlp.decode import Signal, export_response
+from correlator.otlp.decode import Encoding, Signal, export_response
 
+_SERVICES = {
+    Signal.TRACES: "opentelemetry.proto.collector.trace.v1.TraceService",
+    Signal.LOGS: "opentelemetry.proto.collector.logs.v1.LogsService",
+    Signal.METRICS: "opentelemetry.proto.collector.metrics.v1.MetricsService",
+}
 _GRPC_CODES = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
     401: grpc.StatusCode.UNAUTHENTICATED,
     403: grpc.StatusCode.PERMISSION_DENIED,
     413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    415: grpc.StatusCode.INVALID_ARGUMENT,
     503: grpc.StatusCode.UNAVAILABLE,
 }
 
@@ -38,40 +46,19 @@ async def _abort(context: Any, error: CorrelatorError) -> None:
     )
 
 
-async def _export(state: AppState, signal: Signal, request: Any, context: Any) -> Any:
-    metadata = dict(context.invocation_metadata() or ())
-    try:
-        state.auth.check(metadata.get("authorization"), "write")
-        result = await state.ingest.export_message(signal, request)
-    except CorrelatorError as e:
-        state.ingest.count_rejected_request(signal, e.error_type)
-        await _abort(context, e)
-        raise  # abort raises; this line is never reached
-    return export_response(signal, result.rejected, result.error_message)
+def _exporter(state: AppState, signal: Signal) -> Callable[[bytes, Any], Awaitable[Any]]:
+    async def export(body: bytes, context: Any) -> Any:
+        metadata = dict(context.invocation_metadata() or ())
+        try:
+            state.auth.check(metadata.get("authorization"), "write")
+            result = await state.ingest.export_body(signal, body, Encoding.PROTOBUF, None)
+        except CorrelatorError as e:
+            state.ingest.count_rejected_request(signal, e.error_type)
+            await _abort(context, e)
+            raise  # abort raises; this line is never reached
+        return export_response(signal, result.rejected, result.error_message)
 
-
-class _Traces(trace_service_pb2_grpc.TraceServiceServicer):
-    def __init__(self, state: AppState) -> None:
-        self._state = state
-
-    async def Export(self, request: Any, context: Any) -> Any:
-        return await _export(self._state, Signal.TRACES, request, context)
-
-
-class _Logs(logs_service_pb2_grpc.LogsServiceServicer):
-    def __init__(self, state: AppState) -> None:
-        self._state = state
-
-    async def Export(self, request: Any, context: Any) -> Any:
-        return await _export(self._state, Signal.LOGS, request, context)
-
-
-class _Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
-    def __init__(self, state: AppState) -> None:
-        self._state = state
-
-    async def Export(self, request: Any, context: Any) -> Any:
-        return await _export(self._state, Signal.METRICS, request, context)
+    return export
 
 
 def build_grpc_server(state: AppState, bind: str, port: int) -> tuple[Any, int]:
@@ -83,15 +70,13 @@ def build_grpc_server(state: AppState, bind: str, port: int) -> tuple[Any, int]:
             ("grpc.max_send_message_length", 4 * 1024 * 1024),
         ]
     )
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        _Traces(state), server
-    )
-    logs_service_pb2_grpc.add_LogsServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        _Logs(state), server
-    )
-    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        _Metrics(state), server
-    )
+    for signal, service in _SERVICES.items():
+        handler = grpc.unary_unary_rpc_method_handler(
+            _exporter(state, signal),
+            request_deserializer=None,  # raw bytes: decoded by the same code as OTLP/HTTP bodies
+            response_serializer=lambda message: message.SerializeToString(),
+        )
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, {"Export": handler}),))
     host = f"[{bind}]" if ":" in bind else bind
     bound = server.add_insecure_port(f"{host}:{port}")
     return server, bound

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio.to_thread
-from google.protobuf.message import Message
 
 from correlator.errors import StoreUnavailable
 from correlator.otlp.decode import Encoding, Signal, decode_request, decompress
@@ -53,11 +52,6 @@ class OtlpIngest:
     ) -> ExportResult:
         """Decode, map and store one OTLP/HTTP body."""
         mapped = await anyio.to_thread.run_sync(self._decode_and_map, signal, body, encoding, content_encoding)
-        return await self._store(signal, mapped)
-
-    async def export_message(self, signal: Signal, request: Message) -> ExportResult:
-        """Map and store one already decoded request (OTLP/gRPC)."""
-        mapped = await anyio.to_thread.run_sync(MAPPERS[signal], request)
         return await self._store(signal, mapped)
 
     async def _store(self, signal: Signal, mapped: Mapped) -> ExportResult:
