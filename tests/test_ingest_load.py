@@ -153,3 +153,27 @@ def test_queries_run_while_ingest_runs(server: Server, service_name: str) -> Non
     assert len(seen) >= 2
     assert seen == sorted(seen)  # counts only grow: no partial batches become visible and vanish
     assert _count(server, service_name) == 20 * 500
+
+
+def test_bodies_being_decoded_are_bounded_too(data_dir: Path, service_name: str) -> None:
+    small = start_server(data_dir, max_decoding_bytes=50_000)
+    try:
+        bodies = [_body(service_name, i, 800) for i in range(8)]
+        assert all(len(b) > 25_000 for b in bodies)  # two at once exceed the bound
+        refused = 0
+        with httpx.Client(timeout=60) as client, ThreadPoolExecutor(8) as pool:
+            for _ in range(10):
+                responses = list(
+                    pool.map(lambda b: client.post(small.url() + "/v1/traces", content=b, headers=PROTOBUF), bodies)
+                )
+                refused += sum(r.status_code == 503 for r in responses)
+                if refused:
+                    break
+        assert refused
+        assert any(
+            "being decoded" in status_pb2.Status.FromString(r.content).message
+            for r in responses
+            if r.status_code == 503
+        )
+    finally:
+        small.stop()

@@ -43,5 +43,12 @@ def build_state(settings: Settings) -> AppState:
     writer = IngestWriter(
         store, metrics, settings.batch_max_records, settings.queue_max_records, settings.retry_after_s
     )
-    ingest = OtlpIngest(writer, metrics, settings.max_body_bytes, settings.write_timeout_s)
+    ingest = OtlpIngest(
+        writer,
+        metrics,
+        settings.max_body_bytes,
+        settings.write_timeout_s,
+        settings.max_decoding_bytes,
+        settings.retry_after_s,
+    )
     return AppState(settings, store, metrics, writer, ingest, auth)
