@@ -34,6 +34,8 @@ def start_server(data_dir: Path, **overrides: Any) -> Server:
         "http_port": free_port(),
         "otlp_http_port": free_port(),
         "otlp_grpc_port": free_port(),
+        # Every batch goes to the engine-side path, however small, so the tests exercise it.
+        "engine_parsing_min_records": 0,
     }
     values.update(overrides)
     return Server(Settings(**values), log_level="warning").start()
@@ -45,6 +47,22 @@ def server(data_dir: Path) -> Iterator[Server]:
     running = start_server(data_dir)
     yield running
     running.stop()
+
+
+@pytest.fixture(scope="session")
+def python_path_server(data_dir: Path) -> Iterator[Server]:
+    """A server that maps every body in Python (the path of metrics, JSON fallbacks and server DSNs)."""
+    running = start_server(data_dir, engine_parsing=False)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(params=["engine", "python"])
+def any_path_server(request: pytest.FixtureRequest) -> Server:
+    """Each ingest path in turn: the same assertions must hold for both."""
+    name = "server" if request.param == "engine" else "python_path_server"
+    running: Server = request.getfixturevalue(name)
+    return running
 
 
 @pytest.fixture

@@ -177,3 +177,17 @@ def test_bodies_being_decoded_are_bounded_too(data_dir: Path, service_name: str)
         )
     finally:
         small.stop()
+
+
+def test_small_batches_take_the_python_path_and_large_ones_the_engine(data_dir: Path, service_name: str) -> None:
+    adaptive = start_server(data_dir, engine_parsing_min_records=1_000)
+    try:
+        for size in (10, 1_500):
+            body = _body(service_name, size, size)
+            assert httpx.post(adaptive.url() + "/v1/traces", content=body, headers=PROTOBUF).status_code == 200
+        text = httpx.get(adaptive.url() + "/metrics").text
+        assert 'correlator_store_batch_records_sum{path="python",table="otel_traces"} 10.0' in text
+        assert 'correlator_store_batch_records_sum{path="engine",table="otel_traces"} 1500.0' in text
+        assert _count(adaptive, service_name) == 1_510
+    finally:
+        adaptive.stop()

@@ -43,7 +43,8 @@ def _resource(service: str) -> Resource:
 
 
 @pytest.mark.parametrize("transport", EXPORTERS)
-def test_spans_arrive_column_for_column(server: Server, service_name: str, transport: str) -> None:
+def test_spans_arrive_column_for_column(any_path_server: Server, service_name: str, transport: str) -> None:
+    server = any_path_server
     provider = TracerProvider(resource=_resource(service_name))
     provider.add_span_processor(SimpleSpanProcessor(_span_exporter(server, transport)))
     tracer = provider.get_tracer("checkout.tracer", "3.4.5")
@@ -123,7 +124,10 @@ def test_spans_arrive_column_for_column(server: Server, service_name: str, trans
 
 
 @pytest.mark.parametrize("transport", EXPORTERS)
-def test_logs_keep_trace_context_and_structured_bodies(server: Server, service_name: str, transport: str) -> None:
+def test_logs_keep_trace_context_and_structured_bodies(
+    any_path_server: Server, service_name: str, transport: str
+) -> None:
+    server = any_path_server
     exporter = (
         HttpLogExporter(endpoint=server.url("otlp_http") + "/v1/logs")
         if transport == "http"

@@ -41,7 +41,12 @@ def build_state(settings: Settings) -> AppState:
         raise
     metrics = OwnMetrics()
     writer = IngestWriter(
-        store, metrics, settings.batch_max_records, settings.queue_max_records, settings.retry_after_s
+        store,
+        metrics,
+        settings.batch_max_records,
+        settings.queue_max_records,
+        settings.retry_after_s,
+        engine_min_records=settings.engine_parsing_min_records,
     )
     ingest = OtlpIngest(
         writer,
@@ -50,5 +55,6 @@ def build_state(settings: Settings) -> AppState:
         settings.write_timeout_s,
         settings.max_decoding_bytes,
         settings.retry_after_s,
+        engine_parsing=settings.engine_parsing and store.parses_otlp,
     )
     return AppState(settings, store, metrics, writer, ingest, auth)

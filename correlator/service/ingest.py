@@ -9,29 +9,49 @@ from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from correlator.errors import Overloaded, StoreUnavailable
-from correlator.otlp.decode import Signal
+from correlator.errors import Overloaded, StoreError, StoreUnavailable
+from correlator.otlp.decode import Encoding, Signal, decode_request
+from correlator.otlp.mappers import MAPPERS
 from correlator.otlp.rows import ColumnBlock, Mapped
 from correlator.service.own_metrics import OwnMetrics
 from correlator.store import Store
 
 log = logging.getLogger(__name__)
 
+# The tables the engine-side path writes, per signal it can parse.
+ENGINE_TABLES = {Signal.TRACES: "otel_traces", Signal.LOGS: "otel_logs"}
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What happened to one export request's records."""
+
+    accepted: int
+    rejected: int
+    error_message: str
+
+    @classmethod
+    def of(cls, mapped: Mapped) -> ExportResult:
+        return cls(mapped.accepted, mapped.rejected, mapped.error_message)
+
 
 @dataclass
 class _Pending:
+    """One request's work: either a valid protobuf body for the engine to parse, or rows mapped in Python."""
+
     signal: Signal
-    mapped: Mapped
     records: int
-    done: Future[None]
+    done: Future[ExportResult]
+    body: bytes | None = None
+    mapped: Mapped | None = None
 
 
 class IngestWriter:
     """One writer thread; a batch is whatever arrived while the previous insert ran (up to a size bound).
 
     An idle writer inserts at once and a busy one amortizes; no request waits on a timer. The queue is
-    bounded in records, so memory stays bounded: past the bound, submit() raises Overloaded and the
-    exporter retries later. A request is acknowledged only after its insert returned.
+    bounded in records, so memory stays bounded: past the bound, submit raises Overloaded and the
+    exporter retries later. A request is answered only after its insert returned.
     """
 
     def __init__(
@@ -41,12 +61,14 @@ class IngestWriter:
         batch_max_records: int,
         queue_max_records: int,
         retry_after_s: int = 1,
+        engine_min_records: int = 0,
     ) -> None:
         self._store = store
         self._metrics = metrics
         self._batch_max = batch_max_records
         self._queue_max = queue_max_records
         self._retry_after_s = retry_after_s
+        self._engine_min_records = engine_min_records
         self._pending: deque[_Pending] = deque()
         self._queued_records = 0
         self._cond = threading.Condition()
@@ -54,32 +76,32 @@ class IngestWriter:
         self._thread = threading.Thread(target=self._run, name="correlator-writer", daemon=True)
         self._thread.start()
 
-    @property
-    def queued_records(self) -> int:
-        """Records accepted but not yet written."""
-        return self._queued_records
+    def submit_body(self, signal: Signal, body: bytes, records: int) -> Future[ExportResult]:
+        """Queue a valid protobuf request body for the engine to parse (traces and logs)."""
+        return self._submit(_Pending(signal, records, Future(), body=body))
 
-    def submit(self, signal: Signal, mapped: Mapped) -> Future[None]:
-        """Queue a request's rows; the future resolves once they are stored."""
-        done: Future[None] = Future()
-        records = sum(len(block) for block in mapped.blocks.values())
-        if records == 0:
-            done.set_result(None)
-            return done
+    def submit_rows(self, signal: Signal, mapped: Mapped) -> Future[ExportResult]:
+        """Queue rows mapped in Python."""
+        return self._submit(_Pending(signal, mapped.accepted, Future(), mapped=mapped))
+
+    def _submit(self, item: _Pending) -> Future[ExportResult]:
+        if item.records == 0:
+            item.done.set_result(ExportResult.of(item.mapped) if item.mapped else ExportResult(0, 0, ""))
+            return item.done
         with self._cond:
             if self._stopping:
                 raise Overloaded("the server is shutting down", self._retry_after_s)
             # A single request larger than the whole queue still gets in when the queue is empty.
-            if self._queued_records and self._queued_records + records > self._queue_max:
+            if self._queued_records and self._queued_records + item.records > self._queue_max:
                 raise Overloaded(
                     f"the write queue is full ({self._queued_records} records waiting); retry later",
                     self._retry_after_s,
                 )
-            self._pending.append(_Pending(signal, mapped, records, done))
-            self._queued_records += records
-            self._metrics.queue_depth.labels(signal.value).inc(records)
+            self._pending.append(item)
+            self._queued_records += item.records
+            self._metrics.queue_depth.labels(item.signal.value).inc(item.records)
             self._cond.notify()
-        return done
+        return item.done
 
     def _take_batch(self) -> list[_Pending]:
         with self._cond:
@@ -94,30 +116,64 @@ class IngestWriter:
             return batch
 
     def _run(self) -> None:
-        while True:
-            batch = self._take_batch()
-            if not batch:
-                return  # stopping and drained
+        while batch := self._take_batch():
             try:
-                self._write(batch)
-            except Exception as e:  # every failure goes back to the waiting requests, never kills the writer
+                self._write_engine_parsed(batch)
+                self._write_rows([item for item in batch if item.mapped is not None])
+            except Exception as e:  # a failure goes back to the waiting requests, never kills the writer
                 log.exception("batch insert failed")
                 error = e if isinstance(e, StoreUnavailable) else StoreUnavailable(f"the insert failed: {e}")
                 for item in batch:
-                    item.done.set_exception(error)
-            else:
-                for item in batch:
-                    self._metrics.stored.labels(item.signal.value).inc(item.records)
-                    item.done.set_result(None)
+                    if not item.done.done():
+                        item.done.set_exception(error)
             finally:
                 with self._cond:
                     for item in batch:
                         self._queued_records -= item.records
                         self._metrics.queue_depth.labels(item.signal.value).dec(item.records)
 
-    def _write(self, batch: list[_Pending]) -> None:
+    def _resolve(self, item: _Pending, result: ExportResult) -> None:
+        self._metrics.stored.labels(item.signal.value).inc(result.accepted)
+        item.done.set_result(result)
+
+    def _write_engine_parsed(self, batch: list[_Pending]) -> None:
+        """One engine-side insert per signal; bodies it cannot render exactly go to the Python mapping."""
+        for signal, table in ENGINE_TABLES.items():
+            items = [item for item in batch if item.signal is signal and item.body is not None]
+            if not items:
+                continue
+            records = sum(item.records for item in items)
+            if records < self._engine_min_records:
+                # The engine's fixed cost per insert (planning its flattening SQL) outweighs its speed on small
+                # batches: these are faster mapped in Python.
+                fallback = set(range(len(items)))
+            else:
+                fallback = self._insert_engine_parsed(signal, table, items)
+                self._metrics.batch_records.labels(table, "engine").observe(records)
+            for index, item in enumerate(items):
+                assert item.body is not None
+                if index in fallback:
+                    item.mapped = MAPPERS[signal](decode_request(signal, item.body, Encoding.PROTOBUF))
+                else:
+                    self._resolve(item, ExportResult(item.records, 0, ""))
+
+    def _insert_engine_parsed(self, signal: Signal, table: str, items: list[_Pending]) -> set[int]:
+        """The engine parses and inserts the bodies; returns the indexes it left for the Python mapping."""
+        started = time.perf_counter()
+        try:
+            bodies = [item.body for item in items if item.body is not None]
+            outcome = self._store.insert_otlp(signal.value, bodies, table)
+        except StoreError:
+            # Staging failed before anything was written: the Python path takes the whole group.
+            log.exception("engine-side insert of %d %s bodies failed; mapping them in Python", len(items), signal)
+            return set(range(len(items)))
+        self._metrics.insert_seconds.labels(table, "engine").observe(time.perf_counter() - started)
+        return set(outcome.fallback)
+
+    def _write_rows(self, items: list[_Pending]) -> None:
         merged: dict[str, ColumnBlock] = {}
-        for item in batch:
+        for item in items:
+            assert item.mapped is not None
             for table, block in item.mapped.blocks.items():
                 if not len(block):
                     continue
@@ -128,8 +184,11 @@ class IngestWriter:
         for table, block in merged.items():
             started = time.perf_counter()
             self._store.insert_columns(table, block.columns, block.data)
-            self._metrics.insert_seconds.labels(table).observe(time.perf_counter() - started)
-            self._metrics.batch_records.labels(table).observe(len(block))
+            self._metrics.insert_seconds.labels(table, "python").observe(time.perf_counter() - started)
+            self._metrics.batch_records.labels(table, "python").observe(len(block))
+        for item in items:
+            assert item.mapped is not None
+            self._resolve(item, ExportResult.of(item.mapped))
 
     def close(self, timeout_s: float = 60.0) -> None:
         """Stop taking work, write everything queued, then stop the thread."""

@@ -28,15 +28,15 @@ class OwnMetrics:
         )  # fmt: skip
         self.insert_seconds = Histogram(
             "correlator_store_insert_seconds",
-            "Time of one batch insert, by table",
-            ["table"],
+            "Time of one batch insert, by table and path (engine: the engine parsed OTLP; python: rows mapped here)",
+            ["table", "path"],
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
         )
         self.batch_records = Histogram(
             "correlator_store_batch_records",
-            "Records in one batch insert, by table",
-            ["table"],
+            "Records in one batch insert, by table and path",
+            ["table", "path"],
             buckets=(1, 10, 100, 1000, 10_000, 100_000, 1_000_000),
             registry=self.registry,
         )

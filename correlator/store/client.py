@@ -6,6 +6,8 @@ import contextlib
 import fcntl
 import os
 import re
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,17 +19,10 @@ import clickhouse_connect
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from correlator.errors import BadRequest, StoreLocked, StoreUnavailable
+from correlator.store.native_insert import NativeInsertResult, insert_logs_native, insert_traces_native
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 # Store sessions run in UTC so that DateTime values read and written mean the same instant everywhere.
 SESSION_SETTINGS = {"session_timezone": "UTC"}
-
-
-def quote_identifier(name: str) -> str:
-    """Quote a database, table or column name for SQL; the only way identifiers enter a statement."""
-    if not _IDENTIFIER.match(name):
-        raise BadRequest(f"expected an identifier of letters, digits, '_' and '.', got {name!r}")
-    return f"`{name}`"
 
 
 @dataclass(frozen=True)
@@ -84,6 +79,7 @@ class Store:
     def __init__(self, config: StoreConfig) -> None:
         self.config = config
         self._local = threading.local()
+        self._workdir: Path | None = None
         self._clients: list[Any] = []
         self._clients_lock = threading.Lock()
         data_dir = config.embedded_dir
@@ -138,6 +134,22 @@ class Store:
                 column_oriented=True,
             )
 
+    @property
+    def parses_otlp(self) -> bool:
+        """True when the engine can parse OTLP bodies itself (it reads them from local files: embedded only)."""
+        return self.config.embedded_dir is not None
+
+    def insert_otlp(self, signal: str, bodies: Sequence[bytes], table: str) -> NativeInsertResult:
+        """Let the engine parse and flatten OTLP request bodies (`traces` or `logs`) into a table in one insert.
+
+        Bodies it cannot render exactly as the exporter would are left out and named in `fallback`.
+        """
+        if self._workdir is None:
+            self._workdir = Path(tempfile.mkdtemp(prefix="correlator-ingest-"))
+        insert = insert_traces_native if signal == "traces" else insert_logs_native
+        with self._translate(f"an engine-side insert into {table}"):
+            return insert(self._client(), self.config.database, bodies, self._workdir, table=table)
+
     def ping(self) -> bool:
         """True when the store answers a trivial query."""
         try:
@@ -152,4 +164,7 @@ class Store:
         for client in clients:
             with contextlib.suppress(Exception):
                 client.close()
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
         self._local = threading.local()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from correlator.store.client import quote_identifier
+from correlator.store.identifiers import quote_identifier
 
 MAP = "Map(LowCardinality(String), String)"
 TABLE_SETTINGS = "index_granularity = 8192, ttl_only_drop_parts = 1"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from correlator.store.client import Store, quote_identifier
+from correlator.store.client import Store
 from correlator.store.ddl import Migration, Target
+from correlator.store.identifiers import quote_identifier
 from correlator.store.schema_otel import OTEL_TABLES
 
 MIGRATIONS: tuple[Migration, ...] = (OTEL_TABLES,)
