@@ -160,7 +160,11 @@ def _engine_only(dsn: str, tables: list[str]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--spans", type=int, default=300_000, help="records per scenario")
-    parser.add_argument("--clients", type=int, default=4, help="concurrent client connections")
+    # A collector's exporter sends with 10 consumers by default (sending_queue.num_consumers).
+    parser.add_argument("--clients", type=int, default=10, help="concurrent client connections")
+    parser.add_argument(
+        "--python-only", action="store_true", help="map every body in Python (CORRELATOR_ENGINE_PARSING=false)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the data directory")
     args = parser.parse_args()
 
@@ -176,6 +180,8 @@ def main() -> None:
     data_dir = workdir / "data"
     port = _free_port()
     env = {**os.environ, "CORRELATOR_CLICKHOUSE_DSN": f"chdb://{data_dir}"}
+    if args.python_only:
+        env["CORRELATOR_ENGINE_PARSING"] = "false"
     server = subprocess.Popen(
         [sys.executable, "-m", "correlator", "serve", "--port", str(port), "--otlp-http-port", "0",
          "--otlp-grpc-port", "0", "--log-level", "warning"],
@@ -190,7 +196,11 @@ def main() -> None:
             except httpx.HTTPError:
                 time.sleep(0.1)
         idle_rss = _rss_mib(server.pid)
-        print(f"server pid {server.pid}, idle RSS {idle_rss:.0f} MiB, {args.clients} clients, {os.cpu_count()} cores")
+        path = "Python mapping only" if args.python_only else "engine-side parsing for traces and logs"
+        print(
+            f"server pid {server.pid} ({path}), idle RSS {idle_rss:.0f} MiB, {args.clients} clients, "
+            f"{os.cpu_count()} cores"
+        )
         print(f"{'scenario':30} {'records/s':>11} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'peak RSS MiB':>13}")
         results = []
         for scenario in scenarios:
