@@ -45,7 +45,7 @@ def map_logs(request: Any, table: str = "otel_logs") -> Mapped:
                 span_ids.append(hex_id(record.span_id))
                 flags.append(record.flags & 0xFF)
                 severity_texts.append(record.severity_text)
-                severity_numbers.append(min(record.severity_number, 255))
+                severity_numbers.append(record.severity_number & 0xFF)  # Go's uint8(): the low byte
                 services.append(service)
                 bodies.append(as_string(record.body))
                 resource_urls.append(resource_logs.schema_url)

@@ -25,7 +25,7 @@ def span_problem(span: Any) -> str | None:
         return f"span {span.name!r}: span_id must be 8 bytes, got {len(span.span_id)}"
     if span.parent_span_id and len(span.parent_span_id) != 8:
         return f"span {span.name!r}: parent_span_id must be 8 bytes, got {len(span.parent_span_id)}"
-    if span.end_time_unix_nano and span.end_time_unix_nano < span.start_time_unix_nano:
+    if span.end_time_unix_nano < span.start_time_unix_nano:
         return f"span {span.name!r}: end_time_unix_nano is before start_time_unix_nano"
     return None
 
@@ -54,15 +54,16 @@ def map_traces(request: Any, table: str = "otel_traces") -> Mapped:
                 parents.append(hex_id(span.parent_span_id))
                 states.append(span.trace_state)
                 names.append(span.name)
-                kinds.append(SPAN_KINDS[span.kind] if span.kind < 6 else "Unspecified")
+                # Values outside the enums are written as the exporter's String() writes them: ''.
+                kinds.append(SPAN_KINDS[span.kind] if 0 <= span.kind < 6 else "")
                 services.append(service)
                 resources.append(resource)
                 scope_names.append(scope.name)
                 scope_versions.append(scope.version)
                 span_attrs.append(attributes_map(span.attributes))
-                durations.append(max(span.end_time_unix_nano - start, 0))
+                durations.append(span.end_time_unix_nano - start)
                 code = span.status.code
-                status_codes.append(STATUS_CODES[code] if code < 3 else "Unset")
+                status_codes.append(STATUS_CODES[code] if 0 <= code < 3 else "")
                 status_messages.append(span.status.message)
                 events = span.events
                 ev_ts.append([e.time_unix_nano for e in events])

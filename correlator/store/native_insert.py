@@ -197,9 +197,12 @@ _TRACE_KIND_PATHS = (
     "resource_spans.scope_spans.spans.events.attributes.value.value",
     "resource_spans.scope_spans.spans.links.attributes.value.value",
 )
-_TRACE_ID_PATHS = (
+# A span's own ids must be present; the Python path rejects a span without them.
+_TRACE_REQUIRED_ID_PATHS = (
     ("resource_spans.scope_spans.spans.trace_id", 16),
     ("resource_spans.scope_spans.spans.span_id", 8),
+)
+_TRACE_ID_PATHS = (
     ("resource_spans.scope_spans.spans.parent_span_id", 8),
     ("resource_spans.scope_spans.spans.links.trace_id", 16),
     ("resource_spans.scope_spans.spans.links.span_id", 8),
@@ -253,9 +256,17 @@ def _request_containers(kind_paths: Sequence[str]) -> str:
     return _count_kinds(kind_paths, ("array_value", "kvlist_value"))
 
 
-def _bad_ids(id_paths: Sequence[tuple[str, int]]) -> str:
-    """Ids whose length pdata would reject (the Python path decides what happens to those)."""
-    return " + ".join(f"arrayCount(x -> length(x) NOT IN (0, {w}), arrayFlatten({p}))" for p, w in id_paths)
+def _bad_ids(id_paths: Sequence[tuple[str, int]], required: Sequence[tuple[str, int]] = ()) -> str:
+    """Ids of a length pdata would reject, or missing where required (the Python path rejects those records)."""
+    optional = [f"arrayCount(x -> length(x) NOT IN (0, {w}), arrayFlatten({p}))" for p, w in id_paths]
+    needed = [f"arrayCount(x -> length(x) != {w}, arrayFlatten({p}))" for p, w in required]
+    return " + ".join(optional + needed)
+
+
+def _bad_span_times() -> str:
+    """Spans ending before they start (or never ending): the Python path rejects them rather than wrap Duration."""
+    spans = "arrayFlatten(resource_spans.scope_spans.spans"
+    return f"arrayCount((s, e) -> e < s, {spans}.start_time_unix_nano), {spans}.end_time_unix_nano))"
 
 
 def _trace_request_unsupported() -> str:
@@ -267,7 +278,10 @@ def _trace_request_unsupported() -> str:
         f" + arraySum(ln -> {_dups_in('ln.attributes')}, sp.links),"
         " ss.spans), rs.scope_spans), resource_spans)"
     )
-    return f"toUInt64({_bad_ids(_TRACE_ID_PATHS)} + {_bad_utf8(_TRACE_STRING_PATHS)} + {dups})"
+    return (
+        f"toUInt64({_bad_ids(_TRACE_ID_PATHS, _TRACE_REQUIRED_ID_PATHS)} + {_bad_span_times()}"
+        f" + {_bad_utf8(_TRACE_STRING_PATHS)} + {dups})"
+    )
 
 
 def _trace_request_nested() -> str:
