@@ -48,3 +48,7 @@ def test_api_errors_use_the_error_shape(server: Server) -> None:
 
     response = httpx.get(server.url() + "/api/v1/nope")
     assert response.status_code == 404
+    assert response.json() == {"error": {"type": "not_found", "message": "Not Found"}}
+    wrong_method = httpx.delete(server.url() + "/api/v1/store")
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["error"]["type"] == "method_not_allowed"

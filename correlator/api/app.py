@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from correlator import __version__
 from correlator.api import otlp_http
@@ -73,6 +74,13 @@ def create_app(state: AppState) -> FastAPI:
     @app.exception_handler(CorrelatorError)
     async def _correlator_error(request: Request, error: CorrelatorError) -> JSONResponse:
         return _error_response(error)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        # Unknown routes and methods get the same error shape as everything else.
+        kinds = {404: "not_found", 405: "method_not_allowed"}
+        body = {"error": {"type": kinds.get(error.status_code, "http_error"), "message": str(error.detail)}}
+        return JSONResponse(body, status_code=error.status_code, headers=getattr(error, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
