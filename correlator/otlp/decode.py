@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import enum
 import json
 import zlib
@@ -17,6 +15,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from correlator.errors import PayloadTooLarge, UndecodableBody, UnsupportedMediaType
+from correlator.otlp.json_decode import fill
 
 
 class Signal(enum.StrEnum):
@@ -50,11 +49,6 @@ REJECTED_FIELD = {
     Signal.LOGS: "rejected_log_records",
     Signal.METRICS: "rejected_data_points",
 }
-
-# OTLP JSON writes ids as hex; protobuf's JSON mapping expects base64 for bytes fields.
-_ID_KEYS = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"})
-# An id that cannot be decoded becomes one byte: an invalid length the mapping rejects record by record.
-_INVALID_ID = base64.b64encode(b"\xff").decode("ascii")
 
 
 def parse_content_type(header: str | None) -> Encoding:
@@ -90,22 +84,6 @@ def decompress(body: bytes, content_encoding: str | None, limit: int) -> bytes:
     return data
 
 
-def _hex_ids_to_base64(node: Any) -> Any:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in _ID_KEYS and isinstance(value, str):
-                try:
-                    node[key] = base64.b64encode(bytes.fromhex(value)).decode("ascii")
-                except ValueError:
-                    node[key] = _INVALID_ID
-            else:
-                _hex_ids_to_base64(value)
-    elif isinstance(node, list):
-        for item in node:
-            _hex_ids_to_base64(item)
-    return node
-
-
 def decode_request(signal: Signal, body: bytes, encoding: Encoding) -> Message:
     """Parse one export request; 400 when the body is not a valid message of that signal."""
     message = REQUEST_TYPES[signal]()
@@ -122,8 +100,10 @@ def decode_request(signal: Signal, body: bytes, encoding: Encoding) -> Message:
     if not isinstance(document, dict):
         raise UndecodableBody(f"expected a JSON object {message.DESCRIPTOR.name}, got {type(document).__name__}")
     try:
-        json_format.ParseDict(_hex_ids_to_base64(document), message, ignore_unknown_fields=True)
-    except (json_format.ParseError, binascii.Error, RecursionError, ValueError, TypeError) as e:
+        fill(message, document, message.DESCRIPTOR.name)
+    except UndecodableBody as e:
+        raise UndecodableBody(f"the body is not an OTLP JSON {message.DESCRIPTOR.name}: {e.message}") from e
+    except (RecursionError, ValueError, TypeError) as e:
         raise UndecodableBody(f"the body is not an OTLP JSON {message.DESCRIPTOR.name}: {e}") from e
     return message
 
