@@ -196,7 +196,7 @@ def main() -> None:
             except httpx.HTTPError:
                 time.sleep(0.1)
         idle_rss = _rss_mib(server.pid)
-        path = "Python mapping only" if args.python_only else "engine-side parsing for traces and logs"
+        path = "Python mapping only" if args.python_only else "engine-side parsing"
         print(
             f"server pid {server.pid} ({path}), idle RSS {idle_rss:.0f} MiB, {args.clients} clients, "
             f"{os.cpu_count()} cores"

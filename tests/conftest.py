@@ -51,7 +51,7 @@ def server(data_dir: Path) -> Iterator[Server]:
 
 @pytest.fixture(scope="session")
 def python_path_server(data_dir: Path) -> Iterator[Server]:
-    """A server that maps every body in Python (the path of metrics, JSON fallbacks and server DSNs)."""
+    """A server that maps every body in Python (the path of small batches, fallbacks and server DSNs)."""
     running = start_server(data_dir, engine_parsing=False)
     yield running
     running.stop()

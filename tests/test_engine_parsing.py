@@ -13,11 +13,15 @@ from typing import Any
 
 import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+from opentelemetry.proto.metrics.v1.metrics_pb2 import Exemplar, Metric
 
 from correlator.api.server import Server
+from correlator.errors import StoreError
 from correlator.otlp.logs import LOG_COLUMNS, map_logs
+from correlator.otlp.metrics import map_metrics
 from correlator.otlp.rows import ColumnBlock
 from correlator.otlp.traces import TRACE_COLUMNS, map_traces
 from correlator.store import Store
@@ -232,7 +236,8 @@ def write_python(store: Store, signal: str, requests: list[Request], table: str)
 
 
 def write_engine(store: Store, signal: str, requests: list[Request]) -> NativeInsertResult:
-    return store.insert_otlp(signal, [request.SerializeToString() for request in requests], f"eq_{signal}_engine")
+    bodies = [request.SerializeToString() for request in requests]
+    return store.insert_otlp(signal, bodies, {signal: f"eq_{signal}_engine"})
 
 
 def brief(engine: Any, python: Any) -> Any:
@@ -351,3 +356,378 @@ def test_out_of_range_span_fields(store: Store, change: Callable[[Any], object])
     write_python(store, "traces", [request for _ in fallback], "eq_traces_engine")
     write_python(store, "traces", [request], "eq_traces_py")
     assert assert_same_rows(store, "traces") >= 1
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics: five tables per side (eq_metrics_<type>_py / _engine); every point carries a unique `pid` attribute.
+# --------------------------------------------------------------------------------------------
+METRIC_TYPES = ("gauge", "sum", "histogram", "exponential_histogram", "summary")
+# No NaN among stored numbers: NaN != NaN would fail the row comparison (attribute values cover NaN as text).
+POINT_DOUBLES = (0.0, -0.0, 1.5, -2.25, 1e300, 5e-324, float("inf"), float("-inf"), 0.1, 2.0**53 + 1)
+
+
+def metric_tables(side: str) -> dict[str, str]:
+    return {kind: f"eq_metrics_{kind}_{side}" for kind in METRIC_TYPES}
+
+
+@pytest.fixture(scope="module")
+def metrics_store(store: Store) -> Iterator[Store]:
+    """The session's store with scratch copies of the five otel_metrics_* tables per path."""
+    scratch = [(kind, table) for side in ("py", "engine") for kind, table in metric_tables(side).items()]
+    for kind, table in scratch:
+        store.command(f"CREATE TABLE IF NOT EXISTS otel.{table} AS otel.otel_metrics_{kind}")
+    yield store
+    for _, table in scratch:
+        store.command(f"DROP TABLE IF EXISTS otel.{table}")
+
+
+def reset_metrics(store: Store) -> None:
+    for side in ("py", "engine"):
+        for table in metric_tables(side).values():
+            store.command(f"TRUNCATE TABLE otel.{table}")
+
+
+def write_metrics_python(store: Store, bodies: list[bytes], side: str = "py") -> tuple[int, int]:
+    """Map bodies with the Python path and insert them; returns (points written, points rejected)."""
+    tables = metric_tables(side)
+    blocks = {table: ColumnBlock(table, ()) for table in tables.values()}
+    written = rejected = 0
+    for body in bodies:
+        mapped = map_metrics(ExportMetricsServiceRequest.FromString(body), tables)
+        rejected += mapped.rejected
+        for table, block in mapped.blocks.items():
+            if blocks[table].columns:
+                blocks[table].extend(block)
+            else:
+                blocks[table] = ColumnBlock(table, block.columns, [list(column) for column in block.data])
+    for table, block in blocks.items():
+        if len(block):
+            store.insert_columns(table, block.columns, block.data)
+            written += len(block)
+    return written, rejected
+
+
+def write_metrics_engine(store: Store, bodies: list[bytes]) -> NativeInsertResult:
+    return store.insert_otlp("metrics", bodies, metric_tables("engine"))
+
+
+def assert_same_metric_rows(store: Store) -> int:
+    """Each pair of scratch tables holds the same rows, column for column; returns how many in all."""
+    total = 0
+    for kind in METRIC_TYPES:
+        py, engine = f"eq_metrics_{kind}_py", f"eq_metrics_{kind}_engine"
+        names = ["label"] + [name for (name,) in store.rows(
+            "SELECT name FROM system.columns WHERE database = 'otel' AND table = {t:String}"
+            " AND default_kind != 'MATERIALIZED' ORDER BY position", {"t": py})]  # fmt: skip
+        read = "SELECT Attributes['pid'] AS label, * FROM otel.{table} ORDER BY label"
+        python, mine = store.rows(read.format(table=py)), store.rows(read.format(table=engine))
+        assert [row[0] for row in mine] == [row[0] for row in python], kind
+        for ours, theirs in zip(mine, python, strict=True):
+            differences = {name: brief(a, b) for name, a, b in zip(names, ours, theirs, strict=True) if a != b}
+            assert not differences, f"{kind} row {theirs[0]!r}: column -> (engine, python): {differences}"
+        total += len(python)
+    return total
+
+
+def add_exemplars(point: Any, rng: random.Random, values: dict[str, Any], most: int = 3) -> None:
+    """Exemplars with empty, all-zero and random ids, int, double and unset values."""
+    for _ in range(rng.randint(0, most)):
+        exemplar = point.exemplars.add(
+            time_unix_nano=T0 + rng.randrange(10**12),
+            span_id=rng.choice([b"", bytes(8), rng.randbytes(8)]),
+            trace_id=rng.choice([b"", bytes(16), rng.randbytes(16)]),
+        )
+        which = rng.randrange(3)
+        if which == 0:
+            exemplar.as_int = rng.choice(INTS)
+        elif which == 1:
+            exemplar.as_double = rng.choice(POINT_DOUBLES)
+        exemplar.filtered_attributes.extend(key_values(dict(rng.sample(sorted(values.items()), min(3, len(values))))))
+
+
+def fill_point(kind: str, point: Any, rng: random.Random, pid: str, values: dict[str, Any]) -> None:
+    """One data point of a metric type: times, a unique pid, attributes, values, optional fields, exemplars."""
+    point.start_time_unix_nano = rng.choice([0, T0 - 10**9 - 1, T0])
+    point.time_unix_nano = T0 + rng.randrange(10**12)
+    point.attributes.extend(key_values({"pid": pid, **values}))
+    point.flags = rng.choice([0, 1, 0xFFFFFFFF])
+    if kind in ("gauge", "sum"):
+        which = rng.randrange(3)  # int, double, or no value at all
+        if which == 0:
+            point.as_int = rng.choice([*INTS, rng.randint(-(10**18), 10**18)])
+        elif which == 1:
+            point.as_double = rng.choice([*POINT_DOUBLES, rng.uniform(-1e6, 1e6)])
+    elif kind == "histogram":
+        point.count, point.sum = rng.randrange(2**64), rng.choice(POINT_DOUBLES)
+        bounds = sorted(rng.uniform(-10, 10) for _ in range(rng.randint(0, 5)))
+        point.explicit_bounds.extend(bounds)
+        if rng.random() < 0.8:  # else no buckets at all, which is allowed
+            point.bucket_counts.extend(rng.randrange(2**64) for _ in range(len(bounds) + 1))
+    elif kind == "exponential_histogram":
+        point.count, point.sum, point.zero_count = rng.randrange(2**64), rng.uniform(0, 1e9), rng.randrange(100)
+        point.scale, point.zero_threshold = rng.randint(-10, 20), rng.random()
+        point.positive.offset, point.negative.offset = rng.randint(-(2**31), 2**31 - 1), rng.randint(-5, 5)
+        point.positive.bucket_counts.extend(rng.randrange(2**64) for _ in range(rng.randint(0, 4)))
+        point.negative.bucket_counts.extend(rng.randrange(1000) for _ in range(rng.randint(0, 4)))
+    else:
+        point.count, point.sum = rng.randrange(2**64), rng.choice(POINT_DOUBLES)
+        for q in sorted(rng.random() for _ in range(rng.randint(0, 4))):
+            point.quantile_values.add(quantile=q, value=rng.choice(POINT_DOUBLES))
+    if kind in ("histogram", "exponential_histogram"):
+        if rng.random() < 0.5:  # else absent: stored as 0
+            point.min = rng.choice(POINT_DOUBLES)
+        if rng.random() < 0.5:
+            point.max = rng.choice(POINT_DOUBLES)
+    if kind != "summary":
+        add_exemplars(point, rng, values)
+
+
+def add_metric(scope: Any, kind: str, rng: random.Random, tag: str, points: int, values: Callable[[], Any]) -> None:
+    """A metric of one type with `points` points; sums and histograms get a temporality, sums monotonicity."""
+    metric = scope.metrics.add(name=rng.choice([f"m.{kind}", "", "é/ünï"]), description=rng.choice(["", "d"]))
+    metric.unit = rng.choice(["", "ms", "By"])
+    data = getattr(metric, kind)
+    data.SetInParent()  # the type is set even without points
+    if kind in ("sum", "histogram", "exponential_histogram"):
+        data.aggregation_temporality = rng.choice([0, 1, 2, 7])  # 7: unknown, kept as a number
+    if kind == "sum":
+        data.is_monotonic = rng.random() < 0.5
+    for n in range(points):
+        fill_point(kind, data.data_points.add(), rng, f"{tag}-{n}", values())
+
+
+def seeded_metrics(seed: int, containers: bool, count: int) -> list[bytes]:
+    """Varied metrics requests: several resources and scopes, every type, empty metrics and types."""
+    rng = random.Random(seed)
+    bodies: list[bytes] = []
+    for r in range(count):
+        request = ExportMetricsServiceRequest()
+        for ri in range(rng.randint(1, 3)):
+            rm = request.resource_metrics.add(schema_url=rng.choice(["", "https://opentelemetry.io/schemas/1.26.0"]))
+            if rng.random() < 0.8:
+                rm.resource.attributes.extend(key_values({"service.name": rng.choice(["checkout", "cart", "", 3])}))
+            rm.resource.attributes.extend(attrs(rng, "res", containers))
+            for si in range(rng.randint(1, 3)):
+                sm = rm.scope_metrics.add(schema_url=rng.choice(["", "s-url"]))
+                sm.scope.name, sm.scope.version = rng.choice(["", "meter"]), rng.choice(["", "2.0"])
+                sm.scope.dropped_attributes_count = rng.choice([0, 3])
+                sm.scope.attributes.extend(attrs(rng, "scope", containers, 3))
+                for mi in range(rng.randint(1 if r == 0 else 0, 6)):
+                    kind = rng.choice(METRIC_TYPES)
+
+                    def values() -> dict[str, Any]:
+                        return {f"pt.{i}": value(rng, containers) for i in range(rng.randint(0, 5))}
+
+                    add_metric(sm, kind, rng, f"{seed}-{r}-{ri}-{si}-{mi}", rng.randint(0, 4), values)
+                if rng.random() < 0.2:
+                    sm.metrics.add(name="no-data")  # a metric of no type: no rows
+        bodies.append(request.SerializeToString())
+    return bodies
+
+
+def fixed_metrics(tag: str, containers: bool) -> bytes:
+    """Every listed value in resource, scope, point and exemplar attributes, for every metric type."""
+    values = {**SCALARS, **(CONTAINERS if containers else {})}
+    rng = random.Random(tag)
+    request = ExportMetricsServiceRequest()
+    for index, resource in enumerate(({"host.name": "h1"}, {"service.name": "checkout", **values})):
+        rm = request.resource_metrics.add(schema_url="https://opentelemetry.io/schemas/1.26.0" if index else "")
+        rm.resource.attributes.extend(key_values(resource))
+        for scope in range(2):
+            sm = rm.scope_metrics.add(schema_url="s-url" if scope else "")
+            sm.scope.name, sm.scope.version = ("meter", "2.0") if scope else ("", "")
+            sm.scope.attributes.extend(key_values(values if scope else {}))
+            sm.scope.dropped_attributes_count = scope * 5
+            for kind in METRIC_TYPES:
+                add_metric(sm, kind, rng, f"{tag}-{index}-{scope}-{kind}", 4, lambda: values)
+    # Exemplar ids in every form, with int and double values, on the first gauge point.
+    point = request.resource_metrics[0].scope_metrics[0].metrics[0].gauge.data_points[0]
+    del point.exemplars[:]
+    point.exemplars.extend(
+        [
+            Exemplar(time_unix_nano=T0, as_int=-(2**63), span_id=bytes(8), trace_id=bytes(16)),
+            Exemplar(time_unix_nano=T0 + 1, as_double=0.5, span_id=bytes(range(8)), trace_id=bytes(range(16))),
+            Exemplar(time_unix_nano=T0 + 2, span_id=b"", trace_id=b""),
+            Exemplar(time_unix_nano=T0 + 3, as_int=7, span_id=b"\xab" * 8, trace_id=b"\xcd" * 16),
+        ]
+    )
+    point.exemplars[1].filtered_attributes.extend(key_values(values))
+    return request.SerializeToString()
+
+
+@pytest.mark.parametrize(
+    ("bodies", "full_renderer"),
+    [
+        pytest.param(lambda: [fixed_metrics("fixed", True)], True, id="fixed-containers"),
+        pytest.param(lambda: [fixed_metrics("fixed", False)], False, id="fixed-scalars"),
+        pytest.param(lambda: seeded_metrics(20261126, True, 30), True, id="seeded-containers"),
+        pytest.param(lambda: seeded_metrics(5, False, 30), False, id="seeded-scalars"),
+        pytest.param(lambda: [fixed_metrics("a", False), *seeded_metrics(8, False, 3)], False, id="mixed"),
+    ],
+)
+def test_engine_writes_the_metric_rows_python_writes(
+    metrics_store: Store, bodies: Callable[[], list[bytes]], full_renderer: bool
+) -> None:
+    reset_metrics(metrics_store)
+    batch = bodies()
+    result = write_metrics_engine(metrics_store, batch)
+    assert result.fallback == []
+    assert result.used_full_renderer is full_renderer
+    assert (result.rows, 0) == write_metrics_python(metrics_store, batch)
+    assert result.rows > 0
+    assert assert_same_metric_rows(metrics_store) == result.rows
+
+
+def test_metric_types_without_points_write_nothing(metrics_store: Store) -> None:
+    reset_metrics(metrics_store)
+    request = ExportMetricsServiceRequest()
+    scope = request.resource_metrics.add().scope_metrics.add()
+    scope.metrics.add(name="empty-gauge").gauge.SetInParent()
+    scope.metrics.add(name="no-type")
+    assert write_metrics_engine(metrics_store, [request.SerializeToString()]).rows == 0
+    assert write_metrics_engine(metrics_store, []).rows == 0
+    assert assert_same_metric_rows(metrics_store) == 0
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field."""
+    return _varint((number << 3) | 2) + _varint(len(payload)) + payload
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def two_types_in_one_metric(tag: str) -> bytes:
+    """A metric carrying a gauge and then a sum on the wire: protobuf keeps the last member of the oneof."""
+    gauge, total = Metric(name=f"{tag}-twice"), Metric()
+    gauge.gauge.data_points.add(as_int=1).attributes.extend(key_values({"pid": f"{tag}-gauge"}))
+    total.sum.data_points.add(as_int=2).attributes.extend(key_values({"pid": f"{tag}-sum"}))
+    metric = gauge.SerializeToString() + total.SerializeToString()
+    return _field(1, _field(2, _field(2, metric)))
+
+
+MetricDefect = Callable[[Any, Any, Any], object]  # (resource, scope, first point of the first histogram metric)
+
+
+def _bad_buckets(res: Any, scope: Any, point: Any) -> None:
+    del point.bucket_counts[:]
+    point.bucket_counts.extend([1] * (len(point.explicit_bounds) + 2))
+
+
+METRIC_DEFECTS: dict[str, MetricDefect] = {
+    "inconsistent-buckets": _bad_buckets,
+    "array-in-array": lambda res, sc, pt: pt.attributes.extend(key_values({"deep": [["x"]]})),
+    "map-in-map": lambda res, sc, pt: pt.attributes.extend(key_values({"deep": {"k": {"a": 1.5}}})),
+    "map-in-exemplar-array": lambda res, sc, pt: pt.exemplars.add(span_id=bytes(8)).filtered_attributes.extend(
+        key_values({"deep": [{"k": "v"}]})
+    ),
+    "duplicate-key": lambda res, sc, pt: pt.attributes.extend(key_values({"dup": "one"}) + key_values({"dup": 2})),
+    "duplicate-resource-key": lambda res, sc, pt: res.attributes.extend(key_values({"service.name": "again"})),
+    "duplicate-scope-key": lambda res, sc, pt: sc.attributes.extend(key_values({"s": 1}) + key_values({"s": 2})),
+    "duplicate-exemplar-key": lambda res, sc, pt: pt.exemplars.add().filtered_attributes.extend(
+        key_values({"e": 1}) + key_values({"e": 1})
+    ),
+    "short-exemplar-span-id": lambda res, sc, pt: pt.exemplars.add(span_id=b"\x01\x02"),
+    "long-exemplar-trace-id": lambda res, sc, pt: pt.exemplars.add(trace_id=bytes(range(17))),
+}
+
+
+def with_metric_defect(body: bytes, defect: MetricDefect) -> bytes:
+    """The request with one defect planted in its second resource and first scope's histogram."""
+    request = ExportMetricsServiceRequest.FromString(body)
+    rm = request.resource_metrics[1]
+    histogram = next(m for m in rm.scope_metrics[0].metrics if m.WhichOneof("data") == "histogram")
+    defect(rm.resource, rm.scope_metrics[0].scope, histogram.histogram.data_points[0])
+    return request.SerializeToString()
+
+
+def test_unrenderable_metric_bodies_come_back_and_python_completes_the_batch(metrics_store: Store) -> None:
+    reset_metrics(metrics_store)
+    defective = {name: with_metric_defect(fixed_metrics(f"bad-{name}", i % 2 == 0), d)
+                 for i, (name, d) in enumerate(METRIC_DEFECTS.items())}  # fmt: skip
+    good = seeded_metrics(41, True, len(defective) + 1)
+    batch = [good[0]]  # one defective body after each good one
+    for index, body in enumerate(defective.values()):
+        batch += [body, good[index + 1]]
+    result = write_metrics_engine(metrics_store, batch)
+    assert [name for index, name in enumerate(defective) if 2 * index + 1 not in result.fallback] == []
+    assert result.fallback == list(range(1, len(batch), 2))
+    kept = [body for index, body in enumerate(batch) if index not in result.fallback]
+    assert (result.rows, 0) == write_metrics_python(metrics_store, kept)
+    assert assert_same_metric_rows(metrics_store) == result.rows > 0
+    # Engine rows plus the Python mapping of the fallback bodies = the Python mapping of the whole batch.
+    reset_metrics(metrics_store)
+    write_metrics_engine(metrics_store, batch)
+    _, rejected_in_fallback = write_metrics_python(metrics_store, [batch[i] for i in result.fallback], "engine")
+    whole, rejected = write_metrics_python(metrics_store, batch)
+    assert rejected == rejected_in_fallback == 1  # the inconsistent histogram point, on both sides
+    assert assert_same_metric_rows(metrics_store) == whole
+
+
+def test_a_metric_with_two_types_on_the_wire_fails_the_whole_batch_before_writing(metrics_store: Store) -> None:
+    """The engine cannot keep only the last oneof member as protobuf does: it refuses the batch, the writer maps it."""
+    reset_metrics(metrics_store)
+    body = two_types_in_one_metric("twice")
+    assert [m.WhichOneof("data") for m in ExportMetricsServiceRequest.FromString(body).resource_metrics[0]
+            .scope_metrics[0].metrics] == ["sum"]  # fmt: skip
+    with pytest.raises(StoreError):
+        write_metrics_engine(metrics_store, [seeded_metrics(3, False, 1)[0], body])
+    assert assert_same_metric_rows(metrics_store) == 0
+
+
+UTF8_PLACES: dict[str, Callable[[Any, Any, Any, str], object]] = {
+    "resource-schema-url": lambda rm, sm, m, bad: setattr(rm, "schema_url", bad),
+    "resource-key": lambda rm, sm, m, bad: rm.resource.attributes.extend(key_values({bad: 1})),
+    "scope-name": lambda rm, sm, m, bad: setattr(sm.scope, "name", bad),
+    "scope-value": lambda rm, sm, m, bad: sm.scope.attributes.extend(key_values({"k": bad})),
+    "metric-unit": lambda rm, sm, m, bad: setattr(m, "unit", bad),
+    "point-key": lambda rm, sm, m, bad: m.sum.data_points[0].attributes.extend(key_values({bad: "v"})),
+    "exemplar-value": lambda rm, sm, m, bad: (
+        m.sum.data_points[0].exemplars.add().filtered_attributes.extend(key_values({"k": bad}))
+    ),
+}
+
+
+@pytest.mark.parametrize("place", UTF8_PLACES)
+def test_metric_bodies_with_invalid_utf8_come_back(metrics_store: Store, place: str) -> None:
+    """Protobuf refuses such a body; the engine would store the bytes, so it hands the body back."""
+    reset_metrics(metrics_store)
+    marker = "UTF8-MARKER!"
+    request = ExportMetricsServiceRequest()
+    rm = request.resource_metrics.add()
+    sm = rm.scope_metrics.add()
+    metric = sm.metrics.add(name="m")
+    metric.sum.data_points.add(as_int=1).attributes.extend(key_values({"pid": "p"}))
+    UTF8_PLACES[place](rm, sm, metric, marker)
+    body = request.SerializeToString().replace(marker.encode(), b"UTF8-\xff\xfeRKER!")
+    good = seeded_metrics(12, False, 2)
+    result = write_metrics_engine(metrics_store, [good[0], body, good[1]])
+    assert result.fallback == [1]
+    assert (result.rows, 0) == write_metrics_python(metrics_store, good)
+    assert assert_same_metric_rows(metrics_store) == result.rows > 0
+
+
+@pytest.mark.parametrize("where", ["start", "time", "exemplar"])
+def test_metric_times_past_datetime_range_come_back(metrics_store: Store, where: str) -> None:
+    """Seconds past 2106 do not fit DateTime: the engine would clamp them, the Python path fails; the body goes back."""
+    reset_metrics(metrics_store)
+    request = ExportMetricsServiceRequest()
+    point = request.resource_metrics.add().scope_metrics.add().metrics.add(name="m").gauge.data_points.add(as_int=1)
+    late = 2**32 * 1_000_000_000
+    if where == "start":
+        point.start_time_unix_nano = late
+    elif where == "time":
+        point.time_unix_nano = late
+    else:
+        point.exemplars.add(time_unix_nano=2**64 - 1)
+    good = seeded_metrics(13, False, 1)
+    result = write_metrics_engine(metrics_store, [request.SerializeToString(), *good])
+    assert result.fallback == [0]
+    assert (result.rows, 0) == write_metrics_python(metrics_store, good)
+    assert assert_same_metric_rows(metrics_store) == result.rows > 0

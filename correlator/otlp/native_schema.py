@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 # Package of the rendered file; message names are flattened so one file holds everything.
@@ -36,9 +37,11 @@ def _flat_name(full_name: str, depth: int) -> str:
 
 TRACES_REQUEST_FULL_NAME = trace_service_pb2.ExportTraceServiceRequest.DESCRIPTOR.full_name
 LOGS_REQUEST_FULL_NAME = logs_service_pb2.ExportLogsServiceRequest.DESCRIPTOR.full_name
+METRICS_REQUEST_FULL_NAME = metrics_service_pb2.ExportMetricsServiceRequest.DESCRIPTOR.full_name
 # Message names inside the rendered file, for `format_schema='<file>:<message>'`.
 TRACES_REQUEST_MESSAGE = _flat_name(TRACES_REQUEST_FULL_NAME, 0)
 LOGS_REQUEST_MESSAGE = _flat_name(LOGS_REQUEST_FULL_NAME, 0)
+METRICS_REQUEST_MESSAGE = _flat_name(METRICS_REQUEST_FULL_NAME, 0)
 
 _SCALAR_TYPES: dict[int, str] = {
     FieldDescriptor.TYPE_DOUBLE: "double",
@@ -164,12 +167,17 @@ class _Renderer:
             yield f"enum {_flat_name(full_name, 0)} {{\n{body}\n}}"
 
 
-def render_proto(include_logs: bool = True, max_value_depth: int = MAX_VALUE_DEPTH) -> str:
-    """Return one proto3 file text covering the trace (and logs) export requests."""
+def render_proto(
+    include_logs: bool = True, include_metrics: bool = True, max_value_depth: int = MAX_VALUE_DEPTH
+) -> str:
+    """Return one proto3 file text covering the trace (and logs, and metrics) export requests."""
     renderer = _Renderer(max_value_depth)
     roots: list[Descriptor] = [trace_service_pb2.ExportTraceServiceRequest.DESCRIPTOR]
     if include_logs:
         roots.append(logs_service_pb2.ExportLogsServiceRequest.DESCRIPTOR)
+    if include_metrics:
+        # Shared types (Resource, KeyValue, AnyValue levels) are emitted once, under the first root.
+        roots.append(metrics_service_pb2.ExportMetricsServiceRequest.DESCRIPTOR)
     for root in roots:
         renderer.message(root, 0, (), extra=f"  uint32 {BODY_INDEX_FIELD_NAME} = {BODY_INDEX_FIELD_NUMBER};")
     parts = ['syntax = "proto3";', f"package {PROTO_PACKAGE};"]

@@ -19,9 +19,9 @@ from correlator.service.own_metrics import OwnMetrics
 class OtlpIngest:
     """Turns export requests into stored rows; raises CorrelatorError subclasses for what a client did wrong.
 
-    Traces and logs go to the engine as protobuf bodies when the store can parse them (embedded chDB), which
-    is several times faster than flattening in Python; metrics, and every body the engine cannot render
-    exactly as the exporter would, are mapped in Python.
+    Traces, logs and metrics go to the engine as protobuf bodies when the store can parse them (embedded
+    chDB), which is several times faster than flattening in Python; every body the engine cannot render
+    exactly as the exporter would is mapped in Python.
     """
 
     def __init__(

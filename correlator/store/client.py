@@ -20,6 +20,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from correlator.errors import BadRequest, StoreLocked, StoreUnavailable
 from correlator.store.native_insert import NativeInsertResult, insert_logs_native, insert_traces_native
+from correlator.store.native_metrics import insert_metrics_native
 
 # Store sessions run in UTC so that DateTime values read and written mean the same instant everywhere.
 SESSION_SETTINGS = {"session_timezone": "UTC"}
@@ -139,16 +140,26 @@ class Store:
         """True when the engine can parse OTLP bodies itself (it reads them from local files: embedded only)."""
         return self.config.embedded_dir is not None
 
-    def insert_otlp(self, signal: str, bodies: Sequence[bytes], table: str) -> NativeInsertResult:
-        """Let the engine parse and flatten OTLP request bodies (`traces` or `logs`) into a table in one insert.
+    def insert_otlp(
+        self, signal: str, bodies: Sequence[bytes], tables: Mapping[str, str] | None = None
+    ) -> NativeInsertResult:
+        """Let the engine parse and flatten OTLP request bodies (`traces`, `logs` or `metrics`) into the store.
 
-        Bodies it cannot render exactly as the exporter would are left out and named in `fallback`.
+        `tables` overrides target tables by record type: `traces` / `logs` for those signals, the metric
+        types (`gauge`, `sum`, ...) for metrics; the rest go to the exporter's tables. Bodies the engine
+        cannot render exactly as the exporter would are left out and named in `fallback`.
         """
         if self._workdir is None:
             self._workdir = Path(tempfile.mkdtemp(prefix="correlator-ingest-"))
-        insert = insert_traces_native if signal == "traces" else insert_logs_native
-        with self._translate(f"an engine-side insert into {table}"):
-            return insert(self._client(), self.config.database, bodies, self._workdir, table=table)
+        client, database, workdir, names = self._client(), self.config.database, self._workdir, dict(tables or {})
+        with self._translate(f"an engine-side insert of {signal}"):
+            if signal == "traces":
+                return insert_traces_native(client, database, bodies, workdir, table=names.get(signal, "otel_traces"))
+            if signal == "logs":
+                return insert_logs_native(client, database, bodies, workdir, table=names.get(signal, "otel_logs"))
+            if signal == "metrics":
+                return insert_metrics_native(client, database, bodies, workdir, tables=names)
+        raise BadRequest(f"the engine cannot parse {signal!r} bodies")
 
     def ping(self) -> bool:
         """True when the store answers a trivial query."""

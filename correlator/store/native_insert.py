@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
 import tempfile
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -445,12 +446,14 @@ def _stage_sql(
     rows: str,
     unusual: str,
     unsupported: str,
+    extra: Sequence[tuple[str, str]] = (),
 ) -> str:
-    """CREATE TEMPORARY TABLE holding each parsed request with its row count and cheap check counts."""
+    """CREATE TEMPORARY TABLE holding each parsed request with its row count, check counts and `extra` columns."""
+    extra_columns = "".join(f" {expr} AS {quote_identifier(name)}," for name, expr in extra)
     return (
         f"CREATE TEMPORARY TABLE {quote_identifier(stage)} ENGINE = Memory AS\n"
         f"SELECT {BODY_INDEX_FIELD_NAME} AS body, toUInt64({rows}) AS row_count, {unusual} AS unusual,"
-        f" {unsupported} AS unsupported, {root}\n"
+        f" {unsupported} AS unsupported,{extra_columns} {root}\n"
         f"FROM file({_literal(data_glob)}, 'Protobuf', {_literal(structure)})\n"
         f"SETTINGS format_schema = {_literal(f'{schema_path}:{message}')},"
         " input_format_protobuf_oneof_presence = 1,"
@@ -491,9 +494,10 @@ def traces_detail_sql(stage: str) -> str:
     return _detail_sql(stage, _trace_request_nested(), _request_containers(_TRACE_KIND_PATHS))
 
 
-def summary_sql(stage: str) -> str:
-    """One row per staged request: body index, row count, gate count, always-checked unsupported count."""
-    return f"SELECT body, row_count, unusual, unsupported FROM {quote_identifier(stage)}"
+def summary_sql(stage: str, extra: Sequence[str] = ()) -> str:
+    """One row per staged request: body index, row count, gate count, always-checked unsupported count, extras."""
+    columns = "".join(f", {quote_identifier(name)}" for name in extra)
+    return f"SELECT body, row_count, unusual, unsupported{columns} FROM {quote_identifier(stage)}"
 
 
 def traces_insert_sql(
@@ -713,6 +717,66 @@ def _settings(threads: int, full_values: bool) -> str:
     return "SETTINGS " + ", ".join(settings)
 
 
+@dataclass
+class Staged:
+    """A parsed batch in a temporary table, with the verdict of the checks per body."""
+
+    stage: str
+    rows_of: dict[int, int]
+    bad: set[int]
+    full_values: bool
+    extra_of: dict[int, tuple[int, ...]]
+
+    @property
+    def rows(self) -> int:
+        """Rows of the bodies the engine keeps."""
+        return sum(n for body, n in self.rows_of.items() if body not in self.bad)
+
+
+@contextlib.contextmanager
+def staged(
+    client: Client,
+    bodies: Sequence[bytes],
+    workdir: Path,
+    threads: int,
+    stage_sql: Callable[[str, str, Path, int, int], str],
+    detail_sql: Callable[[str], str],
+    extra: Sequence[str] = (),
+    blocks_per_thread: int = 4,
+) -> Iterator[Staged]:
+    """Stage and check a non-empty batch, yield the verdict (with `extra` stage columns per body), then clean up."""
+    schema_path = ensure_schema_file(workdir)
+    data_glob, paths = write_bodies(bodies, workdir, parts=threads)
+    stage = f"_otlp_stage_{uuid.uuid4().hex}"
+    try:
+        # About four staged blocks per thread (by default): enough to balance, few enough to stay cheap.
+        block_requests = -(-len(bodies) // (max(1, blocks_per_thread) * max(1, threads)))
+        client.command(stage_sql(stage, data_glob, schema_path, threads, block_requests))
+        rows_of: dict[int, int] = {}
+        extra_of: dict[int, tuple[int, ...]] = {}
+        bad: set[int] = set()
+        flagged = False
+        for body, n, unusual, unsupported, *more in client.query(summary_sql(stage, extra)).result_rows:
+            rows_of[int(body)] = int(n)
+            extra_of[int(body)] = tuple(int(x) for x in more)
+            flagged = flagged or unusual > 0
+            if unsupported:
+                bad.add(int(body))
+        containers = 0
+        if flagged:
+            # Rare path: arrays/maps/string-table refs somewhere in the batch.
+            for body, nested_bad, cont in client.query(detail_sql(stage)).result_rows:
+                if nested_bad:
+                    bad.add(int(body))
+                elif int(body) not in bad:
+                    containers += int(cont)
+        yield Staged(stage, rows_of, bad, containers > 0, extra_of)
+    finally:
+        client.command(f"DROP TEMPORARY TABLE IF EXISTS {quote_identifier(stage)}")
+        for path in paths:
+            path.unlink(missing_ok=True)
+
+
 def _run_native(
     client: Client,
     bodies: Sequence[bytes],
@@ -725,38 +789,14 @@ def _run_native(
     """Stage, check, insert and clean up one batch of request bodies."""
     if not bodies:
         return NativeInsertResult(rows=0)
-    schema_path = ensure_schema_file(workdir)
-    data_glob, paths = write_bodies(bodies, workdir, parts=threads)
-    stage = f"_otlp_stage_{uuid.uuid4().hex}"
-    try:
-        # About four staged blocks per thread: enough to balance, few enough to stay cheap.
-        block_requests = -(-len(bodies) // (4 * max(1, threads)))
-        client.command(stage_sql(stage, data_glob, schema_path, threads, block_requests))
-        rows_of: dict[int, int] = {}
-        bad: set[int] = set()
-        flagged = False
-        for body, n, unusual, unsupported in client.query(summary_sql(stage)).result_rows:
-            rows_of[int(body)] = int(n)
-            flagged = flagged or unusual > 0
-            if unsupported:
-                bad.add(int(body))
-        containers = 0
-        if flagged:
-            # Rare path: arrays/maps/string-table refs somewhere in the batch.
-            for body, nested_bad, cont in client.query(detail_sql(stage)).result_rows:
-                if nested_bad:
-                    bad.add(int(body))
-                elif int(body) not in bad:
-                    containers += int(cont)
-        rows = sum(n for body, n in rows_of.items() if body not in bad)
-        full = containers > 0
+    with staged(client, bodies, workdir, threads, stage_sql, detail_sql) as batch:
+        bad, rows = batch.bad, batch.rows
         if rows:
-            client.command(insert_sql(stage, full, bool(bad)), parameters={"skip": sorted(bad)} if bad else None)
-        return NativeInsertResult(rows=rows, fallback=sorted(bad), used_full_renderer=full)
-    finally:
-        client.command(f"DROP TEMPORARY TABLE IF EXISTS {quote_identifier(stage)}")
-        for path in paths:
-            path.unlink(missing_ok=True)
+            client.command(
+                insert_sql(batch.stage, batch.full_values, bool(bad)),
+                parameters={"skip": sorted(bad)} if bad else None,
+            )
+        return NativeInsertResult(rows=rows, fallback=sorted(bad), used_full_renderer=batch.full_values)
 
 
 def insert_traces_native(
