@@ -47,23 +47,23 @@ _VALUE_L1 = (
     f"Tuple(value {_ONEOF}, {_SCALARS}, array_value Tuple(values Array({_VALUE_L2})),"
     f" kvlist_value Tuple(values Array(Tuple(key String, value {_VALUE_L2}))))"
 )
-_ATTRS = f"Array(Tuple(key String, value {_VALUE_L1}))"
+ATTRS = f"Array(Tuple(key String, value {_VALUE_L1}))"
 TRACES_STRUCTURE = (
-    f"{BODY_INDEX_FIELD_NAME} UInt32, resource_spans Array(Tuple(resource Tuple(attributes {_ATTRS}),"
+    f"{BODY_INDEX_FIELD_NAME} UInt32, resource_spans Array(Tuple(resource Tuple(attributes {ATTRS}),"
     " scope_spans Array(Tuple(scope Tuple(name String, version String),"
     " spans Array(Tuple(trace_id String, span_id String, trace_state String, parent_span_id String,"
     " name String, kind Int32, start_time_unix_nano UInt64, end_time_unix_nano UInt64,"
-    f" attributes {_ATTRS},"
-    f" events Array(Tuple(time_unix_nano UInt64, name String, attributes {_ATTRS})),"
-    f" links Array(Tuple(trace_id String, span_id String, trace_state String, attributes {_ATTRS})),"
+    f" attributes {ATTRS},"
+    f" events Array(Tuple(time_unix_nano UInt64, name String, attributes {ATTRS})),"
+    f" links Array(Tuple(trace_id String, span_id String, trace_state String, attributes {ATTRS})),"
     " status Tuple(message String, code Int32)))))))"
 )
 
 LOGS_STRUCTURE = (
-    f"{BODY_INDEX_FIELD_NAME} UInt32, resource_logs Array(Tuple(resource Tuple(attributes {_ATTRS}), schema_url String,"
-    f" scope_logs Array(Tuple(scope Tuple(name String, version String, attributes {_ATTRS}), schema_url String,"
+    f"{BODY_INDEX_FIELD_NAME} UInt32, resource_logs Array(Tuple(resource Tuple(attributes {ATTRS}), schema_url String,"
+    f" scope_logs Array(Tuple(scope Tuple(name String, version String, attributes {ATTRS}), schema_url String,"
     " log_records Array(Tuple(time_unix_nano UInt64, observed_time_unix_nano UInt64, severity_number Int32,"
-    f" severity_text String, body {_VALUE_L1}, attributes {_ATTRS}, flags UInt32, trace_id String,"
+    f" severity_text String, body {_VALUE_L1}, attributes {ATTRS}, flags UInt32, trace_id String,"
     " span_id String, event_name String))))))"
 )
 
@@ -168,12 +168,12 @@ def _unsupported_value(v: str) -> str:
     )
 
 
-def _unsupported_in(attrs: str) -> str:
+def unsupported_in(attrs: str) -> str:
     """Count of constructs in a KeyValue list's values that the SQL cannot render exactly."""
     return f"arraySum(a -> toUInt64({_unsupported_value('a.value')}), {attrs})"
 
 
-def _dups_in(attrs: str) -> str:
+def dups_in(attrs: str) -> str:
     """Duplicate keys in a KeyValue list: the exporter keeps one entry, a Map built here would keep both."""
     return f"toUInt64(length({attrs}) - arrayUniq({attrs}.key))"
 
@@ -252,7 +252,7 @@ def _request_unusual(kind_paths: Sequence[str]) -> str:
     return _count_kinds(kind_paths, ("array_value", "kvlist_value", "string_value_strindex"))
 
 
-def _request_containers(kind_paths: Sequence[str]) -> str:
+def request_containers(kind_paths: Sequence[str]) -> str:
     """Number of array/map values in a request (they need the full, slower renderer)."""
     return _count_kinds(kind_paths, ("array_value", "kvlist_value"))
 
@@ -273,10 +273,10 @@ def _bad_span_times() -> str:
 def _trace_request_unsupported() -> str:
     """Always-checked constructs of a trace request the SQL cannot write as the collector does."""
     dups = (
-        f"arraySum(rs -> {_dups_in('rs.resource.attributes')}"
-        f" + arraySum(ss -> arraySum(sp -> {_dups_in('sp.attributes')}"
-        f" + arraySum(ev -> {_dups_in('ev.attributes')}, sp.events)"
-        f" + arraySum(ln -> {_dups_in('ln.attributes')}, sp.links),"
+        f"arraySum(rs -> {dups_in('rs.resource.attributes')}"
+        f" + arraySum(ss -> arraySum(sp -> {dups_in('sp.attributes')}"
+        f" + arraySum(ev -> {dups_in('ev.attributes')}, sp.events)"
+        f" + arraySum(ln -> {dups_in('ln.attributes')}, sp.links),"
         " ss.spans), rs.scope_spans), resource_spans)"
     )
     return (
@@ -288,10 +288,10 @@ def _trace_request_unsupported() -> str:
 def _trace_request_nested() -> str:
     """Per-value checks of arrays/maps/string-table refs, run only on requests the gate flagged."""
     return (
-        f"arraySum(rs -> {_unsupported_in('rs.resource.attributes')}"
-        f" + arraySum(ss -> arraySum(sp -> {_unsupported_in('sp.attributes')}"
-        f" + arraySum(ev -> {_unsupported_in('ev.attributes')}, sp.events)"
-        f" + arraySum(ln -> {_unsupported_in('ln.attributes')}, sp.links), ss.spans), rs.scope_spans), resource_spans)"
+        f"arraySum(rs -> {unsupported_in('rs.resource.attributes')}"
+        f" + arraySum(ss -> arraySum(sp -> {unsupported_in('sp.attributes')}"
+        f" + arraySum(ev -> {unsupported_in('ev.attributes')}, sp.events)"
+        f" + arraySum(ln -> {unsupported_in('ln.attributes')}, sp.links), ss.spans), rs.scope_spans), resource_spans)"
     )
 
 
@@ -327,9 +327,9 @@ _LOG_STRING_PATHS = (
 def _log_request_unsupported() -> str:
     """Always-checked constructs of a logs request the SQL cannot write as the collector does."""
     dups = (
-        f"arraySum(rl -> {_dups_in('rl.resource.attributes')}"
-        f" + arraySum(sl -> {_dups_in('sl.scope.attributes')}"
-        f" + arraySum(lr -> {_dups_in('lr.attributes')}, sl.log_records), rl.scope_logs), resource_logs)"
+        f"arraySum(rl -> {dups_in('rl.resource.attributes')}"
+        f" + arraySum(sl -> {dups_in('sl.scope.attributes')}"
+        f" + arraySum(lr -> {dups_in('lr.attributes')}, sl.log_records), rl.scope_logs), resource_logs)"
     )
     return f"toUInt64({_bad_ids(_LOG_ID_PATHS)} + {_bad_utf8(_LOG_STRING_PATHS)} + {dups})"
 
@@ -337,9 +337,9 @@ def _log_request_unsupported() -> str:
 def _log_request_nested() -> str:
     """Per-value checks of arrays/maps/string-table refs, run only on requests the gate flagged."""
     return (
-        f"arraySum(rl -> {_unsupported_in('rl.resource.attributes')}"
-        f" + arraySum(sl -> {_unsupported_in('sl.scope.attributes')}"
-        f" + arraySum(lr -> {_unsupported_in('lr.attributes')} + toUInt64({_unsupported_value('lr.body')}),"
+        f"arraySum(rl -> {unsupported_in('rl.resource.attributes')}"
+        f" + arraySum(sl -> {unsupported_in('sl.scope.attributes')}"
+        f" + arraySum(lr -> {unsupported_in('lr.attributes')} + toUInt64({_unsupported_value('lr.body')}),"
         " sl.log_records), rl.scope_logs), resource_logs)"
     )
 
@@ -372,7 +372,7 @@ def _scalar_map(attrs: str) -> str:
     )
 
 
-def _attr_map_with(attrs: str, full: bool) -> str:
+def attr_map_with(attrs: str, full: bool) -> str:
     """Map(key -> AsString(value)) of a KeyValue list, with the full or the scalar-only renderer."""
     if not full:
         return _scalar_map(attrs)
@@ -394,18 +394,18 @@ def _span_select(full: bool) -> str:
             "resource_attributes",
             "scope_name",
             "scope_version",
-            _attr_map_with("attrs", full),
+            attr_map_with("attrs", full),
             # UInt64 subtraction wraps like Go's uint64(end-start) when end < start.
             "end_ns - start_ns",
             f"transform(status_code, [0, 1, 2], {_STATUS_CODES}, '')",
             "status_message",
             f"arrayMap(t -> {_nano('t')}, events.time_unix_nano)",
             "events.name",
-            f"arrayMap(ea -> {_attr_map_with('ea', full)}, events.attributes)",
+            f"arrayMap(ea -> {attr_map_with('ea', full)}, events.attributes)",
             f"arrayMap(x -> {_id_hex('x', 16)}, links.trace_id)",
             f"arrayMap(x -> {_id_hex('x', 8)}, links.span_id)",
             "links.trace_state",
-            f"arrayMap(la -> {_attr_map_with('la', full)}, links.attributes)",
+            f"arrayMap(la -> {attr_map_with('la', full)}, links.attributes)",
         )
     )
 
@@ -433,7 +433,7 @@ _SPAN_FIELDS = (
 # per-request summary -> only if the gate flagged arrays/maps: per-value detail checks -> one
 # INSERT of the clean requests -> drop the stage.
 # --------------------------------------------------------------------------------------------
-def _stage_sql(
+def build_stage_sql(
     stage: str,
     data_glob: str,
     schema_path: Path,
@@ -464,7 +464,7 @@ def _stage_sql(
     )
 
 
-def _detail_sql(stage: str, nested: str, containers: str) -> str:
+def build_detail_sql(stage: str, nested: str, containers: str) -> str:
     """Per-value verdict for the staged requests the gate flagged (kept out of the stage: costly to plan)."""
     return (
         f"SELECT body, toUInt64({nested}) AS nested_unsupported, {containers} AS containers"
@@ -474,7 +474,7 @@ def _detail_sql(stage: str, nested: str, containers: str) -> str:
 
 def traces_stage_sql(stage: str, data_glob: str, schema_path: Path, threads: int, block_requests: int = 65409) -> str:
     """CREATE TEMPORARY TABLE holding each parsed trace request with its span count and cheap check counts."""
-    return _stage_sql(
+    return build_stage_sql(
         stage,
         data_glob,
         schema_path,
@@ -491,7 +491,7 @@ def traces_stage_sql(stage: str, data_glob: str, schema_path: Path, threads: int
 
 def traces_detail_sql(stage: str) -> str:
     """Per-value verdict (unsupported count, array/map count) for flagged staged trace requests."""
-    return _detail_sql(stage, _trace_request_nested(), _request_containers(_TRACE_KIND_PATHS))
+    return build_detail_sql(stage, _trace_request_nested(), request_containers(_TRACE_KIND_PATHS))
 
 
 def summary_sql(stage: str, extra: Sequence[str] = ()) -> str:
@@ -522,7 +522,7 @@ def traces_insert_sql(
         "FROM (\n"
         # Resource columns are computed once per resource and scope, then replicated per span.
         "  SELECT\n"
-        f"    {_attr_map_with('rs.resource.attributes', full_values)} AS resource_attributes,\n"
+        f"    {attr_map_with('rs.resource.attributes', full_values)} AS resource_attributes,\n"
         # pcommon Map.Get returns the first match; duplicates are sent to the fallback anyway.
         "    resource_attributes['service.name'] AS service_name,\n"
         "    ss.scope.name AS scope_name, ss.scope.version AS scope_version,\n"
@@ -533,13 +533,13 @@ def traces_insert_sql(
         "  ARRAY JOIN rs.scope_spans AS ss\n"
         ")\n"
         f"ARRAY JOIN {', '.join(alias for alias, _ in _SPAN_FIELDS)}\n"
-        f"{_settings(threads, full_values)}"
+        f"{insert_settings(threads, full_values)}"
     )
 
 
 def logs_stage_sql(stage: str, data_glob: str, schema_path: Path, threads: int, block_requests: int = 65409) -> str:
     """CREATE TEMPORARY TABLE holding each parsed logs request with its record count and cheap check counts."""
-    return _stage_sql(
+    return build_stage_sql(
         stage,
         data_glob,
         schema_path,
@@ -556,7 +556,7 @@ def logs_stage_sql(stage: str, data_glob: str, schema_path: Path, threads: int, 
 
 def logs_detail_sql(stage: str) -> str:
     """Per-value verdict (unsupported count, array/map count) for flagged staged logs requests."""
-    return _detail_sql(stage, _log_request_nested(), _request_containers(_LOG_KIND_PATHS))
+    return build_detail_sql(stage, _log_request_nested(), request_containers(_LOG_KIND_PATHS))
 
 
 # Per-record fields joined in parallel: (alias, path below a ScopeLogs tuple).
@@ -602,7 +602,7 @@ def logs_insert_sql(
             "scope_name",
             "scope_version",
             "scope_attributes",
-            _attr_map_with("attrs", full_values),
+            attr_map_with("attrs", full_values),
             "event_name",
         )
     )
@@ -612,18 +612,18 @@ def logs_insert_sql(
         f"SELECT {select}\n"
         "FROM (\n"
         "  SELECT\n"
-        f"    {_attr_map_with('rl.resource.attributes', full_values)} AS resource_attributes,\n"
+        f"    {attr_map_with('rl.resource.attributes', full_values)} AS resource_attributes,\n"
         "    resource_attributes['service.name'] AS service_name,\n"
         "    rl.schema_url AS resource_schema_url, sl.schema_url AS scope_schema_url,\n"
         "    sl.scope.name AS scope_name, sl.scope.version AS scope_version,\n"
-        f"    {_attr_map_with('sl.scope.attributes', full_values)} AS scope_attributes,\n"
+        f"    {attr_map_with('sl.scope.attributes', full_values)} AS scope_attributes,\n"
         f"    {record_arrays}\n"
         f"  FROM {source}\n"
         "  ARRAY JOIN resource_logs AS rl\n"
         "  ARRAY JOIN rl.scope_logs AS sl\n"
         ")\n"
         f"ARRAY JOIN {', '.join(alias for alias, _ in _LOG_FIELDS)}\n"
-        f"{_settings(threads, full_values)}"
+        f"{insert_settings(threads, full_values)}"
     )
 
 
@@ -704,7 +704,7 @@ class NativeInsertResult:
     used_full_renderer: bool = False
 
 
-def _settings(threads: int, full_values: bool) -> str:
+def insert_settings(threads: int, full_values: bool) -> str:
     """SETTINGS clause of the flattening INSERT."""
     # Two readers of the staged blocks and two MergeTree sinks keep both cores busy.
     settings = [f"max_threads = {int(threads)}", f"max_insert_threads = {int(threads)}"]

@@ -11,16 +11,16 @@ from correlator.otlp.metrics import DEFAULT_TABLES, HEAD_COLUMNS, TAIL_COLUMNS
 from correlator.otlp.native_schema import BODY_INDEX_FIELD_NAME, METRICS_REQUEST_MESSAGE
 from correlator.store.identifiers import quote_identifier
 from correlator.store.native_insert import (
-    _ATTRS,
+    ATTRS,
     NativeInsertResult,
-    _attr_map_with,
-    _detail_sql,
-    _dups_in,
-    _request_containers,
-    _settings,
-    _stage_sql,
-    _unsupported_in,
+    attr_map_with,
+    build_detail_sql,
+    build_stage_sql,
+    dups_in,
+    insert_settings,
+    request_containers,
     staged,
+    unsupported_in,
 )
 
 # Metric types in the order of their `data` oneof members (and of the stage's per-type point counts).
@@ -38,10 +38,10 @@ _DATA_ONEOF = "Enum8('none' = 0, 'gauge' = 5, 'sum' = 7, 'histogram' = 9, 'expon
 _POINT_NUMBER = "value Enum8('none' = 0, 'as_double' = 4, 'as_int' = 6), as_double Float64, as_int Int64"
 _EXEMPLAR_NUMBER = "value Enum8('none' = 0, 'as_double' = 3, 'as_int' = 6), as_double Float64, as_int Int64"
 _EXEMPLARS = (
-    f"Array(Tuple(filtered_attributes {_ATTRS}, time_unix_nano UInt64, {_EXEMPLAR_NUMBER},"
+    f"Array(Tuple(filtered_attributes {ATTRS}, time_unix_nano UInt64, {_EXEMPLAR_NUMBER},"
     " span_id String, trace_id String))"
 )
-_POINT_HEAD = f"attributes {_ATTRS}, start_time_unix_nano UInt64, time_unix_nano UInt64"
+_POINT_HEAD = f"attributes {ATTRS}, start_time_unix_nano UInt64, time_unix_nano UInt64"
 _NUMBER_POINT = f"Tuple({_POINT_HEAD}, {_POINT_NUMBER}, exemplars {_EXEMPLARS}, flags UInt32)"
 _HISTOGRAM_POINT = (
     f"Tuple({_POINT_HEAD}, count UInt64, sum Float64, bucket_counts Array(UInt64), explicit_bounds Array(Float64),"
@@ -57,9 +57,9 @@ _SUMMARY_POINT = (
     " quantile_values Array(Tuple(quantile Float64, value Float64)), flags UInt32)"
 )
 METRICS_STRUCTURE = (
-    f"{BODY_INDEX_FIELD_NAME} UInt32, resource_metrics Array(Tuple(resource Tuple(attributes {_ATTRS}),"
+    f"{BODY_INDEX_FIELD_NAME} UInt32, resource_metrics Array(Tuple(resource Tuple(attributes {ATTRS}),"
     " schema_url String, scope_metrics Array(Tuple(scope Tuple(name String, version String,"
-    f" attributes {_ATTRS}, dropped_attributes_count UInt32), schema_url String,"
+    f" attributes {ATTRS}, dropped_attributes_count UInt32), schema_url String,"
     f" metrics Array(Tuple(name String, description String, unit String, data {_DATA_ONEOF},"
     f" gauge Tuple(data_points Array({_NUMBER_POINT})),"
     f" sum Tuple(data_points Array({_NUMBER_POINT}), aggregation_temporality Int32, is_monotonic Bool),"
@@ -145,7 +145,7 @@ def _bad_text(strings: Sequence[str]) -> str:
 def _list_problems(attrs: str) -> str:
     """Per KeyValue list: duplicate keys, and keys or string values that are not valid UTF-8."""
     texts = (f"arrayStringConcat({attrs}.key, '\\n')", f"arrayStringConcat({attrs}.value.string_value, '\\n')")
-    return f"{_dups_in(attrs)} + {_bad_text(texts)}"
+    return f"{dups_in(attrs)} + {_bad_text(texts)}"
 
 
 def _metric_request_unsupported() -> str:
@@ -160,7 +160,7 @@ def _points_column(kind: str) -> str:
 
 def metrics_stage_sql(stage: str, data_glob: str, schema_path: Path, threads: int, block_requests: int = 65409) -> str:
     """CREATE TEMPORARY TABLE holding each parsed metrics request with its point counts and cheap check counts."""
-    return _stage_sql(
+    return build_stage_sql(
         stage,
         data_glob,
         schema_path,
@@ -179,7 +179,7 @@ def metrics_stage_sql(stage: str, data_glob: str, schema_path: Path, threads: in
 
 def metrics_detail_sql(stage: str) -> str:
     """Per-value verdict (unsupported count, array/map count) for flagged staged metrics requests."""
-    return _detail_sql(stage, _walk(_unsupported_in), _request_containers(_METRIC_KIND_PATHS))
+    return build_detail_sql(stage, _walk(unsupported_in), request_containers(_METRIC_KIND_PATHS))
 
 
 # --------------------------------------------------------------------------------------------
@@ -201,7 +201,7 @@ def _exemplar_columns(full: bool) -> dict[str, str]:
     """Exemplars.* columns from the point's exemplars."""
     return {
         "Exemplars.FilteredAttributes": (
-            f"arrayMap(ea -> {_attr_map_with('ea', full)}, p.exemplars.filtered_attributes)"
+            f"arrayMap(ea -> {attr_map_with('ea', full)}, p.exemplars.filtered_attributes)"
         ),
         "Exemplars.TimeUnix": f"arrayMap(t -> {_seconds('t')}, p.exemplars.time_unix_nano)",
         "Exemplars.Value": f"arrayMap((k, d, i) -> {_number('k', 'd', 'i')}, p.exemplars.value,"
@@ -226,7 +226,7 @@ def _column_exprs(kind: str, full: bool) -> dict[str, str]:
         "MetricName": "m.name",
         "MetricDescription": "m.description",
         "MetricUnit": "m.unit",
-        "Attributes": _attr_map_with("p.attributes", full),
+        "Attributes": attr_map_with("p.attributes", full),
         "StartTimeUnix": _seconds("p.start_time_unix_nano"),
         "TimeUnix": _seconds("p.time_unix_nano"),
         "Flags": "p.flags",
@@ -268,11 +268,11 @@ def metrics_insert_sql(
         "FROM (\n"
         # Resource and scope columns are computed once per scope, then replicated per metric and point.
         "  SELECT\n"
-        f"    {_attr_map_with('rm.resource.attributes', full_values)} AS resource_attributes,\n"
+        f"    {attr_map_with('rm.resource.attributes', full_values)} AS resource_attributes,\n"
         # pcommon Map.Get returns the first match; duplicates are sent to the fallback anyway.
         "    resource_attributes['service.name'] AS service_name, rm.schema_url AS resource_schema_url,\n"
         "    sm.scope.name AS scope_name, sm.scope.version AS scope_version,\n"
-        f"    {_attr_map_with('sm.scope.attributes', full_values)} AS scope_attributes,\n"
+        f"    {attr_map_with('sm.scope.attributes', full_values)} AS scope_attributes,\n"
         "    sm.scope.dropped_attributes_count AS scope_dropped, sm.schema_url AS scope_schema_url,\n"
         "    sm.metrics AS metrics\n"
         f"  FROM {source}\n"
@@ -283,7 +283,7 @@ def metrics_insert_sql(
         # No filter on m.data: the Protobuf reader refuses a Metric with two members of its `data` oneof
         # (the whole batch then fails to stage), so only the member `data` names can hold points.
         f"ARRAY JOIN m.{kind}.data_points AS p\n"
-        f"{_settings(threads, full_values)}"
+        f"{insert_settings(threads, full_values)}"
     )
 
 
