@@ -161,13 +161,6 @@ class Store:
                 return insert_metrics_native(client, database, bodies, workdir, tables=names)
         raise BadRequest(f"the engine cannot parse {signal!r} bodies")
 
-    def ping(self) -> bool:
-        """True when the store answers a trivial query."""
-        try:
-            return bool(self._client().ping())
-        except ClickHouseError:
-            return False
-
     def close(self) -> None:
         """Close every client this store opened; the embedded engine lets go of its directory."""
         with self._clients_lock:

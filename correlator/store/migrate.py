@@ -84,8 +84,3 @@ def migrate(store: Store) -> list[int]:
         )
         applied_now.append(migration.version)
     return applied_now
-
-
-def is_current(store: Store) -> bool:
-    """True when every migration is applied."""
-    return {m.version for m in MIGRATIONS} <= applied_versions(store)
