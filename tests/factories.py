@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
+from google.protobuf import json_format
+from google.protobuf.message import Message
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -103,3 +106,30 @@ def summary_request(service: str, name: str, time_ns: int = T0) -> ExportMetrics
         item.quantile = quantile
         item.value = value
     return request
+
+
+_ID_KEYS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
+
+
+def otlp_json(
+    message: Message, *, camel: bool = True, enums_as_names: bool = False, upper_ids: bool = False
+) -> dict[str, Any]:
+    """A message as an OTLP JSON document: protobuf's JSON mapping, but ids as hex (the OTLP spec's rule)."""
+    document = json_format.MessageToDict(
+        message, use_integers_for_enums=not enums_as_names, preserving_proto_field_name=not camel
+    )
+
+    def hexify(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in _ID_KEYS and isinstance(value, str):
+                    text = base64.b64decode(value).hex()
+                    node[key] = text.upper() if upper_ids else text
+                else:
+                    hexify(value)
+        elif isinstance(node, list):
+            for item in node:
+                hexify(item)
+
+    hexify(document)
+    return document

@@ -25,7 +25,7 @@ from correlator.otlp.metrics import map_metrics
 from correlator.otlp.rows import ColumnBlock
 from correlator.otlp.traces import TRACE_COLUMNS, map_traces
 from correlator.store import Store
-from correlator.store.native_insert import NativeInsertResult
+from correlator.store.native_insert import NativeInsertResult, varint
 from tests.factories import T0, any_value, key_values, span
 
 Request = ExportTraceServiceRequest | ExportLogsServiceRequest
@@ -591,16 +591,7 @@ def test_metric_types_without_points_write_nothing(metrics_store: Store) -> None
 
 def _field(number: int, payload: bytes) -> bytes:
     """One length-delimited protobuf field."""
-    return _varint((number << 3) | 2) + _varint(len(payload)) + payload
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
+    return varint((number << 3) | 2) + varint(len(payload)) + payload
 
 
 def two_types_in_one_metric(tag: str) -> bytes:

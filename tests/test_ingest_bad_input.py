@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import gzip
 import json
 
@@ -16,7 +15,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from correlator.api.server import Server
 from tests.conftest import query, start_server
-from tests.factories import T0, logs_request, span, traces_request
+from tests.factories import T0, logs_request, otlp_json, span, traces_request
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 
@@ -125,28 +124,9 @@ def test_oversized_bodies_get_413_before_and_after_decompression(data_dir: objec
         small.stop()
 
 
-def _otlp_json(message: object) -> dict[str, object]:
-    """A message as OTLP JSON: protobuf's JSON mapping, but ids as hex (the OTLP spec's rule)."""
-    document = json_format.MessageToDict(message, use_integers_for_enums=True)  # type: ignore[arg-type]
-
-    def hexify(node: object) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key in ("traceId", "spanId", "parentSpanId") and isinstance(value, str):
-                    node[key] = base64.b64decode(value).hex().upper()  # any case is accepted
-                else:
-                    hexify(value)
-        elif isinstance(node, list):
-            for item in node:
-                hexify(item)
-
-    hexify(document)
-    return document
-
-
 def test_json_bodies_with_hex_ids_int_enums_and_string_int64(server: Server, service_name: str) -> None:
     request = traces_request(service_name, [span(parent_span_id=b"\x09" * 8, attributes={"n": 2**40, "flag": True})])
-    document = _otlp_json(request)
+    document = otlp_json(request, upper_ids=True)  # any case is accepted
     text = json.dumps(document)
     assert '"kind": 2' in text  # integer enum
     assert f'"startTimeUnixNano": "{T0}"' in text  # int64 as a string
@@ -165,7 +145,7 @@ def test_json_bodies_with_hex_ids_int_enums_and_string_int64(server: Server, ser
 
 
 def test_json_bad_hex_id_rejects_only_that_record(server: Server, service_name: str) -> None:
-    document = _otlp_json(traces_request(service_name, [span(name="ok"), span(name="bad", span_id=b"\x05" * 8)]))
+    document = otlp_json(traces_request(service_name, [span(name="ok"), span(name="bad", span_id=b"\x05" * 8)]))
     spans = document["resourceSpans"][0]["scopeSpans"][0]["spans"]  # type: ignore[index]
     spans[1]["spanId"] = "not-hex!"
     response = httpx.post(server.url() + "/v1/traces", json=document)

@@ -2,38 +2,20 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Any
 
 import pytest
-from google.protobuf import json_format
 from google.protobuf.message import Message
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from correlator.errors import UndecodableBody
 from correlator.otlp.decode import Encoding, Signal, decode_request
-from tests.factories import T0, any_value, logs_request, span, summary_request, traces_request
+from tests.factories import T0, any_value, logs_request, otlp_json, span, summary_request, traces_request
 
 
-def _otlp_json(message: Message, *, camel: bool = True, enums_as_names: bool = False) -> bytes:
-    document = json_format.MessageToDict(
-        message, use_integers_for_enums=not enums_as_names, preserving_proto_field_name=not camel
-    )
-
-    def hexify(node: Any) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key in ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"):
-                    node[key] = base64.b64decode(value).hex()
-                else:
-                    hexify(value)
-        elif isinstance(node, list):
-            for item in node:
-                hexify(item)
-
-    hexify(document)
-    return json.dumps(document).encode()
+def _otlp_json(message: Message, *, camel: bool, enums_as_names: bool) -> bytes:
+    return json.dumps(otlp_json(message, camel=camel, enums_as_names=enums_as_names)).encode()
 
 
 def _rich_traces() -> Message:

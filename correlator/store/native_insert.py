@@ -630,7 +630,7 @@ def logs_insert_sql(
 # --------------------------------------------------------------------------------------------
 # Files handed to the engine
 # --------------------------------------------------------------------------------------------
-def _varint(n: int) -> bytes:
+def varint(n: int) -> bytes:
     """Protobuf base-128 varint (length prefixes and the body-index field)."""
     out = bytearray()
     while n >= 0x80:
@@ -640,7 +640,7 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
-_BODY_INDEX_TAG = _varint(BODY_INDEX_FIELD_NUMBER << 3)  # wire type 0 (varint)
+_BODY_INDEX_TAG = varint(BODY_INDEX_FIELD_NUMBER << 3)  # wire type 0 (varint)
 
 
 @functools.cache
@@ -676,8 +676,8 @@ def write_bodies(bodies: Sequence[bytes], workdir: Path, parts: int = 1) -> tupl
     chunk: list[bytes] = []
     done = 0
     for i, body in enumerate(bodies):
-        index = _varint(i)
-        chunk += (_varint(len(body) + len(_BODY_INDEX_TAG) + len(index)), body, _BODY_INDEX_TAG, index)
+        index = varint(i)
+        chunk += (varint(len(body) + len(_BODY_INDEX_TAG) + len(index)), body, _BODY_INDEX_TAG, index)
         done += len(body)
         if len(paths) < parts - 1 and done * parts >= total * (len(paths) + 1):
             paths.append(_flush(workdir / f"{prefix}_{len(paths)}.bin", chunk))
