@@ -6,6 +6,7 @@ CorrelatorError (500)
 ├── Unauthorized (401)
 ├── Forbidden (403)
 ├── NotFound (404)
+├── Conflict (409)
 ├── PayloadTooLarge (413)
 ├── UnsupportedMediaType (415)
 ├── Overloaded (503, with Retry-After)
@@ -50,6 +51,11 @@ class Forbidden(CorrelatorError):
 class NotFound(CorrelatorError):
     status_code = 404
     error_type = "not_found"
+
+
+class Conflict(CorrelatorError):
+    status_code = 409
+    error_type = "conflict"
 
 
 class PayloadTooLarge(CorrelatorError):

@@ -8,6 +8,8 @@ from typing import Any
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from correlator.events.options import parse_service_labels, parse_service_map
+
 DEFAULT_DATA_DIR = Path(".correlator/data")
 
 
@@ -43,6 +45,26 @@ class Settings(BaseSettings):
     # Batches with fewer records than this (metrics: four times this) are mapped in Python: the engine's fixed
     # cost per insert (planning its flattening SQL, ~0.4 s here, more for metrics) outweighs its speed below it.
     engine_parsing_min_records: int = 8192
+    # Webhook proofs (API.md, Auth): with a secret set, a delivery may prove itself instead of a write token.
+    webhook_github_secret: str = ""
+    webhook_gitlab_token: str = ""
+    webhook_pagerduty_secret: str = ""
+    webhook_flux_secret: str = ""
+    # Alert labels that name the service, first present wins.
+    alert_service_labels: str = "service,service_name,app,job"
+    # Repository, application or mesh names to service names where they differ: `repo-name=service,...`.
+    service_map: str = ""
+    # Webhook bodies above this size are refused (413).
+    max_webhook_bytes: int = 4 * 1024 * 1024
+    # The longest window a read may ask for.
+    max_window_days: int = 90
+    # Implicit deploys: a version seen again after another took over for this long is a new run (a rollback);
+    # an explicit deploy covers a run when it started up to `cover_before` ahead of or `cover_after` past it.
+    deploys_rollback_min_gap_s: float = 300.0
+    deploys_cover_before_s: float = 7200.0
+    deploys_cover_after_s: float = 600.0
+    # How often telemetry is turned into implicit deploys in the background (reads also do it first).
+    deploys_reconcile_interval_s: float = 10.0
 
     @field_validator("http_port", "otlp_http_port", "otlp_grpc_port")
     @classmethod
@@ -50,6 +72,20 @@ class Settings(BaseSettings):
         if not 0 <= port <= 65535:
             raise ValueError(f"expected a port from 0 to 65535, got {port}")
         return port
+
+    @field_validator("service_map")
+    @classmethod
+    def _service_map_syntax(cls, spec: str) -> str:
+        parse_service_map(spec)
+        return spec
+
+    def service_names(self) -> dict[str, str]:
+        """The service map, outside name to service name."""
+        return parse_service_map(self.service_map)
+
+    def alert_labels(self) -> tuple[str, ...]:
+        """The alert labels that name the service, in order."""
+        return parse_service_labels(self.alert_service_labels)
 
     def tokens(self) -> dict[str, str]:
         """The configured bearer tokens, token to scope (`read` or `write`)."""

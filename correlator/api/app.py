@@ -13,7 +13,8 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from correlator import __version__
-from correlator.api import otlp_http
+from correlator.api import deploys, incidents, otlp_http, webhooks
+from correlator.api.deps import app_state, require_token
 from correlator.api.state import AppState
 from correlator.errors import BadRequest, CorrelatorError
 from correlator.service import store_status
@@ -34,17 +35,6 @@ def _error_response(error: CorrelatorError) -> JSONResponse:
         status_code=error.status_code,
         headers=headers,
     )
-
-
-def _state(request: Request) -> AppState:
-    state: AppState = request.app.state.correlator
-    return state
-
-
-async def require_token(request: Request) -> None:
-    """Every /api route: a read token for GET, a write token for the rest, when tokens are configured."""
-    state = _state(request)
-    state.auth.check(request.headers.get("authorization"), state.auth.needed_scope(request.method))
 
 
 class TableRowsOut(BaseModel):
@@ -88,6 +78,9 @@ def create_app(state: AppState) -> FastAPI:
         return _error_response(BadRequest(problems or "the request is not valid"))
 
     app.include_router(otlp_http.router)
+    app.include_router(deploys.router)
+    app.include_router(incidents.router)
+    app.include_router(webhooks.router)
 
     @app.get("/healthz", tags=["ops"], summary="The process is alive")
     async def healthz() -> dict[str, str]:
@@ -95,14 +88,14 @@ def create_app(state: AppState) -> FastAPI:
 
     @app.get("/readyz", tags=["ops"], summary="The store answers and every migration is applied")
     async def readyz(request: Request) -> JSONResponse:
-        ready, detail = await anyio.to_thread.run_sync(store_status.readiness, _state(request).store)
+        ready, detail = await anyio.to_thread.run_sync(store_status.readiness, app_state(request).store)
         return JSONResponse(
             {"status": "ready" if ready else "not_ready", "detail": detail}, status_code=200 if ready else 503
         )
 
     @app.get("/metrics", tags=["ops"], summary="The correlator's own metrics, Prometheus text format")
     async def metrics(request: Request) -> Response:
-        return PlainTextResponse(generate_latest(_state(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return PlainTextResponse(generate_latest(app_state(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get(
         "/api/v1/store",
@@ -111,7 +104,7 @@ def create_app(state: AppState) -> FastAPI:
         dependencies=[Depends(require_token)],
     )
     async def store_info(request: Request) -> StoreStatusOut:
-        info: Any = await anyio.to_thread.run_sync(store_status.describe, _state(request).store)
+        info: Any = await anyio.to_thread.run_sync(store_status.describe, app_state(request).store)
         return StoreStatusOut(
             dsn=info.dsn,
             database=info.database,

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from correlator.api.auth import TokenAuth
+from correlator.service.deploys import Deploys, ImplicitDeployRules
+from correlator.service.incidents import Incidents
 from correlator.service.ingest import IngestWriter
 from correlator.service.otlp_ingest import OtlpIngest
 from correlator.service.own_metrics import OwnMetrics
+from correlator.service.reconciler import Reconciler
+from correlator.service.webhooks import Webhooks
 from correlator.settings import Settings
 from correlator.store import Store, StoreConfig
 from correlator.store.migrate import migrate
@@ -23,10 +28,15 @@ class AppState:
     writer: IngestWriter
     ingest: OtlpIngest
     auth: TokenAuth
+    deploys: Deploys
+    incidents: Incidents
+    webhooks: Webhooks
+    reconciler: Reconciler
 
     def close(self) -> None:
-        """Flush what is queued, then let go of the store."""
+        """Flush what is queued, stop background work, then let go of the store."""
         self.writer.close()
+        self.reconciler.stop()
         self.store.close()
 
 
@@ -57,4 +67,13 @@ def build_state(settings: Settings) -> AppState:
         settings.retry_after_s,
         engine_parsing=settings.engine_parsing and store.parses_otlp,
     )
-    return AppState(settings, store, metrics, writer, ingest, auth)
+    rules = ImplicitDeployRules(
+        rollback_min_gap=timedelta(seconds=settings.deploys_rollback_min_gap_s),
+        cover_before=timedelta(seconds=settings.deploys_cover_before_s),
+        cover_after=timedelta(seconds=settings.deploys_cover_after_s),
+    )
+    deploys = Deploys(store, rules)
+    incidents = Incidents(store)
+    webhooks = Webhooks(store, deploys, incidents)
+    reconciler = Reconciler(deploys.reconcile, settings.deploys_reconcile_interval_s).start()
+    return AppState(settings, store, metrics, writer, ingest, auth, deploys, incidents, webhooks, reconciler)

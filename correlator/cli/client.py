@@ -21,8 +21,15 @@ class ApiClient:
 
     def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
         """GET a JSON document."""
+        return self._request("GET", path, params={k: v for k, v in (params or {}).items() if v is not None})
+
+    def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        """POST a JSON body; returns the JSON answer."""
+        return self._request("POST", path, json={k: v for k, v in (body or {}).items() if v is not None})
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
-            response = self._http.get(path, params=params)
+            response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as e:
             raise ClientError(f"cannot reach the correlator at {self.url}: {e}") from e
         if response.status_code >= 400:

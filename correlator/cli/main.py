@@ -7,25 +7,15 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from correlator.cli import deploys, incidents
 from correlator.cli.client import ApiClient, ClientError
+from correlator.cli.common import JsonOption, TokenOption, UrlOption, err, fail, out
 
 app = typer.Typer(help="The observability correlation service.", no_args_is_help=True, add_completion=False)
-out = Console()
-err = Console(stderr=True, soft_wrap=True)
-
-UrlOption = Annotated[str, typer.Option("--url", envvar="CORRELATOR_URL", help="The running correlator to talk to.")]
-TokenOption = Annotated[
-    str | None, typer.Option("--token", envvar="CORRELATOR_TOKEN", help="A bearer token (read or write).")
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
-
-
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(1)
+app.add_typer(deploys.app, name="deploys")
+app.add_typer(incidents.app, name="incidents")
 
 
 @app.command()
@@ -68,9 +58,9 @@ def serve(
         )
         server.run()
     except CorrelatorError as e:
-        raise _fail(e.message) from None
+        raise fail(e.message) from None
     except (OSError, ValueError) as e:
-        raise _fail(str(e)) from None
+        raise fail(str(e)) from None
 
 
 @app.command()
@@ -98,7 +88,7 @@ def migrate(
         finally:
             store.close()
     except CorrelatorError as e:
-        raise _fail(e.message) from None
+        raise fail(e.message) from None
     err.print(f"applied migrations {applied}" if applied else "the schema is up to date")
 
 
@@ -108,7 +98,7 @@ def status(url: UrlOption = "http://127.0.0.1:8080", token: TokenOption = None, 
     try:
         info = ApiClient(url, token).get("/api/v1/store")
     except ClientError as e:
-        raise _fail(str(e)) from None
+        raise fail(str(e)) from None
     if json:
         out.print_json(data=info)
         return

@@ -40,3 +40,9 @@ class OwnMetrics:
             buckets=(1, 10, 100, 1000, 10_000, 100_000, 1_000_000),
             registry=self.registry,
         )
+        self.webhooks = Counter(
+            "correlator_webhook_deliveries",
+            "Webhook deliveries, by source and outcome (created, updated, duplicate, ignored, refused)",
+            ["source", "outcome"],
+            registry=self.registry,
+        )

@@ -19,6 +19,7 @@ import clickhouse_connect
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from correlator.errors import BadRequest, StoreLocked, StoreUnavailable
+from correlator.store.identifiers import quote_identifier
 from correlator.store.native_insert import NativeInsertResult, insert_logs_native, insert_traces_native
 from correlator.store.native_metrics import insert_metrics_native
 
@@ -113,6 +114,10 @@ class Store:
             yield
         except ClickHouseError as e:
             raise StoreUnavailable(f"{what} failed on {self.config.describe()}: {e}") from e
+
+    def table(self, name: str) -> str:
+        """A table of the store's database, quoted for SQL."""
+        return f"{quote_identifier(self.config.database)}.{quote_identifier(name)}"
 
     def command(self, sql: str, parameters: Mapping[str, Any] | None = None) -> Any:
         """Run a statement that returns no rows (DDL, INSERT ... SELECT)."""

@@ -1,0 +1,33 @@
+"""What routes depend on: the app's state, the bearer-token check, and request-time parsing of times."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from fastapi import Request
+
+from correlator.api.state import AppState
+from correlator.events.times import Window, parse_instant, parse_window
+
+
+def app_state(request: Request) -> AppState:
+    """The running app's state."""
+    state: AppState = request.app.state.correlator
+    return state
+
+
+async def require_token(request: Request) -> None:
+    """Every /api route: a read token for GET, a write token for the rest, when tokens are configured."""
+    state = app_state(request)
+    state.auth.check(request.headers.get("authorization"), state.auth.needed_scope(request.method))
+
+
+def window(request: Request, since: str | None, until: str | None, default: timedelta, now: datetime) -> Window:
+    """A read's window from its `since`/`until` parameters (API.md, Conventions)."""
+    longest = timedelta(days=app_state(request).settings.max_window_days)
+    return parse_window(since, until, default=default, longest=longest, now=now)
+
+
+def instant(value: str | None, field: str, now: datetime) -> datetime | None:
+    """An optional RFC 3339 time from a body field; the zero time means absent."""
+    return parse_instant(value, field=field, now=now) if value is not None else None

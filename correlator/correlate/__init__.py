@@ -1,0 +1,1 @@
+"""Pure correlation functions: records or frames in, records out; the clock and windows are arguments."""

@@ -1,0 +1,94 @@
+"""The records every layer speaks of: a deploy and an incident as stored, and what telemetry says ran when.
+
+Frozen dataclasses with no behaviour and no imports of the correlator, so any layer may use them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class Deploy:
+    """One deploy event of a service in an environment, as stored (API.md, Deploys)."""
+
+    deploy_id: str
+    service: str
+    environment: str
+    version: str
+    started_at: datetime
+    source: str
+    reported_status: str
+    status: str
+    previous_version: str | None = None
+    revision: str | None = None
+    commit_time: datetime | None = None
+    finished_at: datetime | None = None
+    url: str | None = None
+    is_rollback: bool = False
+    rollback_of: str | None = None
+    attributes: dict[str, str] = field(default_factory=dict)
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Incident:
+    """One incident as stored: what it is about and when it changed state (API.md, Incidents)."""
+
+    incident_id: str
+    title: str
+    service: str
+    status: str
+    source: str
+    opened_at: datetime
+    severity: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    fingerprint: str | None = None
+    alert_starts_at: datetime | None = None
+    summary: str | None = None
+    url: str | None = None
+    acknowledged_at: datetime | None = None
+    mitigated_at: datetime | None = None
+    resolved_at: datetime | None = None
+    cause_deploy_id: str | None = None
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One line of an incident's append-only timeline; `event_key` names the fact so replays do not repeat it."""
+
+    incident_id: str
+    event_key: str
+    at: datetime
+    kind: str
+    text: str
+
+
+@dataclass(frozen=True)
+class VersionMinute:
+    """Telemetry of one (service, environment, version, deployment.id) within one minute."""
+
+    service: str
+    environment: str
+    version: str
+    deployment_id: str
+    revision: str
+    first_seen: datetime
+    last_seen: datetime
+    records: int
+
+
+@dataclass(frozen=True)
+class VersionRun:
+    """An unbroken stretch in which telemetry showed a version running; a version that comes back is a new run."""
+
+    service: str
+    environment: str
+    version: str
+    deployment_id: str
+    revision: str
+    first_seen: datetime
+    last_seen: datetime
+    records: int
