@@ -8,6 +8,7 @@ from pathlib import Path
 
 from correlator.api.openapi import openapi_document
 from correlator.api.server import Server
+from correlator.store.migrate import LATEST_VERSION
 from tests.processes import correlator_command
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,7 +31,7 @@ def test_cli_status_is_an_http_client_of_the_server(server: Server) -> None:
     )
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
-    assert document["schema_version"] == 1
+    assert document["schema_version"] == LATEST_VERSION
     assert {t["table"] for t in document["tables"]} >= {"otel_traces", "otel_logs", "otel_metrics_sum"}
 
 

@@ -14,30 +14,13 @@ from pydantic import BaseModel
 from correlator.api.deps import app_state
 from correlator.api.state import AppState
 from correlator.errors import CorrelatorError, PayloadTooLarge, UnsupportedMediaType
-from correlator.events.alertmanager import parse_alertmanager
-from correlator.events.argocd import parse_argocd
-from correlator.events.flux import parse_flux
-from correlator.events.github import parse_github
-from correlator.events.gitlab import parse_gitlab
-from correlator.events.grafana import parse_grafana
 from correlator.events.options import WebhookOptions
-from correlator.events.pagerduty import parse_pagerduty
-from correlator.events.records import Delivery
 from correlator.events.signatures import PROOF_HEADERS, verify_webhook
+from correlator.events.webhooks import WEBHOOKS
 from correlator.service.clock import utc_now
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 
-Parser = Callable[..., Delivery]
-PARSERS: Mapping[str, Parser] = {
-    "argocd": parse_argocd,
-    "github": parse_github,
-    "gitlab": parse_gitlab,
-    "flux": parse_flux,
-    "alertmanager": parse_alertmanager,
-    "grafana": parse_grafana,
-    "pagerduty": parse_pagerduty,
-}
 WHAT = {
     "argocd": "Argo CD notifications (the template in deploy/argocd/)",
     "github": "GitHub deployment and deployment_status events (X-Hub-Signature-256)",
@@ -111,7 +94,7 @@ def _route(source: str) -> Callable[[Request], Any]:
             headers = {name.lower(): value for name, value in request.headers.items()}
             authorize(state, source, body, headers)
             now: datetime = utc_now()
-            delivery = PARSERS[source](body, headers, now=now, options=_options(state))
+            delivery = WEBHOOKS[source](body, headers, now=now, options=_options(state))
         except CorrelatorError:
             state.metrics.webhooks.labels(source, "refused").inc()
             raise
@@ -129,7 +112,7 @@ def _route(source: str) -> Callable[[Request], Any]:
     return receive
 
 
-for _source, _parser in PARSERS.items():
+for _source in WEBHOOKS:
     proof = f" or its {PROOF_HEADERS[_source]} header when a secret is set" if _source in PROOF_HEADERS else ""
     router.add_api_route(
         f"/{_source}",

@@ -95,7 +95,8 @@ class Deploys:
                     service=event.service,
                     environment=environment,
                     version=event.version,
-                    started_at=event.started_at or now,
+                    # A platform that reports only the end (a GitLab success) started no later than that.
+                    started_at=event.started_at or event.finished_at or now,
                     source=event.source,
                     reported_status=event.status or "succeeded",
                     status=event.status or "succeeded",
