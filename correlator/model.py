@@ -92,3 +92,20 @@ class VersionRun:
     first_seen: datetime
     last_seen: datetime
     records: int
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One caller-to-callee edge of the service graph in a window, whoever witnessed it (API.md, topology).
+
+    `requests` comes from the mesh where the mesh sees the edge (it sees unsampled traffic), else from spans;
+    `mtls` is None when nothing says; `sources` lists every witness (`spans`, `istio`, `linkerd`).
+    """
+
+    source: str
+    destination: str
+    requests: float
+    error_ratio: float | None
+    p95_ms: float | None
+    mtls: bool | None
+    sources: tuple[str, ...]
