@@ -109,3 +109,22 @@ class Edge:
     p95_ms: float | None
     mtls: bool | None
     sources: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ErrorCount:
+    """One error type (exception type and message shape) and how often it happened."""
+
+    type: str
+    message: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One endpoint (a request's span name) of a service, with its traffic."""
+
+    name: str
+    requests: int
+    error_ratio: float
+    p95_ms: float

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from correlator.api.deps import app_state, instant, require_token, window
+from correlator.correlate.impact import Impact, SideStats
 from correlator.events.records import DeployEvent
 from correlator.model import Deploy
 from correlator.service.clock import utc_now
@@ -91,10 +92,66 @@ class DeployList(BaseModel):
     deploys: list[DeployOut]
 
 
-class DeployDetail(DeployOut):
-    """A deploy with its impact; `impact` is null until the deploy-impact analysis is built (issue 5)."""
+class ImpactWindowOut(BaseModel):
+    """The deployed service's requests in one window."""
 
-    impact: dict[str, object] | None = None
+    since: datetime
+    until: datetime
+    requests: int
+    error_ratio: float | None
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+
+    @classmethod
+    def of(cls, side: SideStats) -> ImpactWindowOut:
+        return cls(
+            since=side.since,
+            until=side.until,
+            requests=side.requests,
+            error_ratio=side.error_ratio,
+            p50_ms=side.p50_ms,
+            p95_ms=side.p95_ms,
+            p99_ms=side.p99_ms,
+        )
+
+
+class ErrorTypeCount(BaseModel):
+    type: str
+    message: str
+    count: int
+
+
+class ImpactOut(BaseModel):
+    """What the deploy did: regression, healthy or insufficient_data, with sentences of evidence."""
+
+    verdict: Literal["regression", "healthy", "insufficient_data"]
+    before: ImpactWindowOut
+    after: ImpactWindowOut
+    error_ratio_delta: float | None
+    p95_ms_delta: float | None
+    new_error_types: list[ErrorTypeCount]
+    evidence: list[str]
+
+    @classmethod
+    def of(cls, impact: Impact) -> ImpactOut:
+        return cls(
+            verdict=impact.verdict,
+            before=ImpactWindowOut.of(impact.before),
+            after=ImpactWindowOut.of(impact.after),
+            error_ratio_delta=impact.error_ratio_delta,
+            p95_ms_delta=impact.p95_ms_delta,
+            new_error_types=[
+                ErrorTypeCount(type=e.type, message=e.message, count=e.count) for e in impact.new_error_types
+            ],
+            evidence=list(impact.evidence),
+        )
+
+
+class DeployDetail(DeployOut):
+    """A deploy with its impact on its service."""
+
+    impact: ImpactOut
 
 
 @router.post("/deploys", status_code=201, summary="Record a deploy (201 created, 200 merged into an existing one)")
@@ -136,5 +193,5 @@ async def list_deploys(
 
 @router.get("/deploys/{deploy_id}", summary="One deploy, with its impact")
 async def show_deploy(deploy_id: str, request: Request) -> DeployDetail:
-    deploy = await anyio.to_thread.run_sync(app_state(request).deploys.get, deploy_id)
-    return DeployDetail(**DeployOut.of(deploy).model_dump(), impact=None)
+    deploy, impact = await anyio.to_thread.run_sync(app_state(request).deploys.detail, deploy_id)
+    return DeployDetail(**DeployOut.of(deploy).model_dump(), impact=ImpactOut.of(impact))

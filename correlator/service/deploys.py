@@ -9,11 +9,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from correlator.correlate.deploy_chain import link_deploys
+from correlator.correlate.impact import Impact, ImpactRules
 from correlator.correlate.version_runs import covering_deploy, implicit_deploy, version_runs
 from correlator.errors import BadRequest, NotFound
 from correlator.events.records import DeployEvent
 from correlator.model import Deploy, VersionRun
 from correlator.service.clock import Now, VersionStamps, utc_now
+from correlator.service.impact import impact_of
 from correlator.store import Store
 from correlator.store import records as store_records
 from correlator.store.records import DeployFilter
@@ -68,9 +70,16 @@ def _merge(existing: Deploy, event: DeployEvent) -> Deploy:
 class Deploys:
     """The deploys use case; one lock serialises read-modify-write of a (service, environment) chain."""
 
-    def __init__(self, store: Store, rules: ImplicitDeployRules | None = None, now: Now = utc_now) -> None:
+    def __init__(
+        self,
+        store: Store,
+        rules: ImplicitDeployRules | None = None,
+        impact_rules: ImpactRules | None = None,
+        now: Now = utc_now,
+    ) -> None:
         self._store = store
         self._rules = rules or ImplicitDeployRules()
+        self._impact_rules = impact_rules or ImpactRules()
         self._now = now
         self._stamps = VersionStamps(now)
         self._lock = threading.RLock()
@@ -112,6 +121,11 @@ class Deploys:
             store_records.write_deploys(self._store, [deploy], updated_at=self._stamps.next())
             self._reconcile_pair(deploy.service, deploy.environment)
         return RecordedDeploy(deploy_id, created=existing is None)
+
+    def detail(self, deploy_id: str) -> tuple[Deploy, Impact]:
+        """One deploy with its impact; 404 when unknown."""
+        deploy = self.get(deploy_id)
+        return deploy, impact_of(self._store, deploy, self._impact_rules, self._now())
 
     def get(self, deploy_id: str) -> Deploy:
         """One deploy by id; 404 when unknown."""

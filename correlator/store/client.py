@@ -119,6 +119,16 @@ class Store:
         """A table of the store's database, quoted for SQL."""
         return f"{quote_identifier(self.config.database)}.{quote_identifier(name)}"
 
+    def sql(self, template: str, **tables: str) -> str:
+        """A query with each `$name` placeholder replaced by a quoted table of the store's database.
+
+        Table names cannot be bound parameters; values always are (`{name:Type}`), so a template may hold
+        braces freely and is never passed through str.format.
+        """
+        for placeholder, table in tables.items():
+            template = template.replace(f"${placeholder}", self.table(table))
+        return template
+
     def command(self, sql: str, parameters: Mapping[str, Any] | None = None) -> Any:
         """Run a statement that returns no rows (DDL, INSERT ... SELECT)."""
         with self._translate("a statement"):

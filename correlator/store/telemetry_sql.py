@@ -41,3 +41,30 @@ EXCEPTION_TYPE = "Events.Attributes[indexOf(Events.Name, 'exception')]['exceptio
 
 EXCEPTION_MESSAGE = "Events.Attributes[indexOf(Events.Name, 'exception')]['exception.message']"
 """The exception message of a span's first exception event ('' when none)."""
+
+ERROR_TYPE = (
+    f"if({EXCEPTION_TYPE} != '', {EXCEPTION_TYPE}, "
+    f"if({HTTP_STATUS} >= 500, concat('HTTP ', toString({HTTP_STATUS})), 'error'))"
+)
+"""What kind of error a failed span is: its exception type, else `HTTP 503`, else `error`."""
+
+ERROR_SHAPE = (
+    "replaceRegexpAll(replaceRegexpAll(replaceRegexpAll(replaceRegexpAll("
+    f"if({EXCEPTION_MESSAGE} != '', {EXCEPTION_MESSAGE}, StatusMessage), "
+    "'[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}', '<uuid>'), "
+    "'\\\\b[0-9a-fA-F]{16,}\\\\b', '<hex>'), "
+    "'\\'[^\\']*\\'', '<str>'), "
+    "'[0-9]+', '<n>')"
+)
+"""A failed span's message with the parts that vary per occurrence (ids, numbers, quoted values) replaced,
+so `order 123 not found` and `order 456 not found` are one error type."""
+
+IN_WINDOW = "Timestamp >= {since:DateTime64(9, 'UTC')} AND Timestamp < {until:DateTime64(9, 'UTC')}"
+"""The half-open window [since, until) on a table's Timestamp."""
+
+ENVIRONMENT = (
+    "if(ResourceAttributes['deployment.environment.name'] != '', ResourceAttributes['deployment.environment.name'], "
+    "if(ResourceAttributes['deployment.environment'] != '', ResourceAttributes['deployment.environment'], "
+    "'production'))"
+)
+"""The environment a row's resource names (current attribute, then the older one), `production` when none."""
