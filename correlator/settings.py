@@ -25,6 +25,9 @@ class Settings(BaseSettings):
 
     clickhouse_dsn: str = Field(default_factory=default_dsn)
     clickhouse_database: str = "otel"
+    # A ClickHouse cluster (server DSN only): migrations create local replicated tables ON CLUSTER behind
+    # Distributed tables under the usual names (docs/cluster.md). Empty: one node.
+    clickhouse_cluster: str = ""
     bind: str = "127.0.0.1"
     http_port: int = 8080
     otlp_http_port: int = 4318

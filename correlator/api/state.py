@@ -45,7 +45,7 @@ def build_state(settings: Settings) -> AppState:
     auth = TokenAuth(settings.tokens())
     store = Store(StoreConfig(settings.clickhouse_dsn, settings.clickhouse_database))
     try:
-        migrate(store)
+        migrate(store, cluster=settings.clickhouse_cluster)
     except Exception:
         store.close()
         raise

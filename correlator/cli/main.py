@@ -67,6 +67,9 @@ def serve(
 def migrate(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print every statement instead of applying it.")] = False,
     dsn: Annotated[str | None, typer.Option(help="The store [env CORRELATOR_CLICKHOUSE_DSN]")] = None,
+    cluster: Annotated[
+        str | None, typer.Option(help="Create the tables ON CLUSTER this [env CORRELATOR_CLICKHOUSE_CLUSTER]")
+    ] = None,
 ) -> None:
     """Create or update the schema. Refuses, naming the PID, while a server holds the embedded store."""
     from correlator.errors import CorrelatorError
@@ -75,16 +78,16 @@ def migrate(
     from correlator.store.migrate import migrate as apply_migrations
     from correlator.store.migrate import plan
 
-    settings = load_settings(clickhouse_dsn=dsn)
+    settings = load_settings(clickhouse_dsn=dsn, clickhouse_cluster=cluster)
     if dry_run:
         # Every statement is idempotent (IF NOT EXISTS), so the full plan is what a fresh store would run.
-        for statement in plan(settings.clickhouse_database):
+        for statement in plan(settings.clickhouse_database, cluster=settings.clickhouse_cluster):
             sys.stdout.write(f"-- {statement.version:04d} {statement.name}\n{statement.sql};\n\n")
         return
     try:
         store = Store(StoreConfig(settings.clickhouse_dsn, settings.clickhouse_database))
         try:
-            applied = apply_migrations(store)
+            applied = apply_migrations(store, cluster=settings.clickhouse_cluster)
         finally:
             store.close()
     except CorrelatorError as e:

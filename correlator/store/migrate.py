@@ -1,11 +1,16 @@
-"""Versioned, idempotent migrations recorded in `schema_migrations`; one numbered sequence for everyone."""
+"""Versioned, idempotent migrations recorded in `schema_migrations`; one numbered sequence for everyone.
+
+With a cluster name every statement runs ON CLUSTER and tables become local replicated ones behind Distributed
+ones (store/ddl.py, docs/cluster.md); the ledger too.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from correlator.errors import BadRequest
 from correlator.store.client import Store
-from correlator.store.ddl import Migration, Target
+from correlator.store.ddl import Column, CreateTable, Migration, Target
 from correlator.store.identifiers import quote_identifier
 from correlator.store.schema_otel import OTEL_TABLES
 from correlator.store.schema_platform import PLATFORM_TABLES
@@ -25,13 +30,30 @@ class PlannedStatement:
     sql: str
 
 
-def target_for(database: str) -> Target:
-    """The DDL target of a single-node store."""
-    return Target(database=database)
+# The ledger as a cluster creates it; one node keeps the statement it has always run (_bootstrap).
+_CLUSTER_LEDGER = CreateTable(
+    table=_LEDGER,
+    columns=(
+        Column("version", "UInt32", None),
+        Column("name", "String", None),
+        Column("applied_at", "DateTime64(3)", None, "DEFAULT now64(3)"),
+    ),
+    engine="ReplacingMergeTree",
+    order_by="version",
+    settings="",
+    sharding_key="cityHash64(version)",
+)
 
 
-def _bootstrap(database: str) -> list[str]:
-    db = quote_identifier(database)
+def target_for(database: str, cluster: str = "") -> Target:
+    """The DDL target of a store: one node, or the named cluster."""
+    return Target(database=database, cluster=cluster)
+
+
+def _bootstrap(target: Target) -> list[str]:
+    db = quote_identifier(target.database)
+    if target.clustered:
+        return [f"CREATE DATABASE IF NOT EXISTS {db}{target.on_cluster()}", *_CLUSTER_LEDGER.statements(target)]
     return [
         f"CREATE DATABASE IF NOT EXISTS {db}",
         f"CREATE TABLE IF NOT EXISTS {db}.{quote_identifier(_LEDGER)}\n"
@@ -40,11 +62,11 @@ def _bootstrap(database: str) -> list[str]:
     ]
 
 
-def plan(database: str, applied: set[int] | None = None) -> list[PlannedStatement]:
+def plan(database: str, applied: set[int] | None = None, cluster: str = "") -> list[PlannedStatement]:
     """Every statement that brings a database from the `applied` versions to the latest, in order."""
     done = applied or set()
-    target = target_for(database)
-    statements = [PlannedStatement(0, "bootstrap", sql) for sql in _bootstrap(database)]
+    target = target_for(database, cluster)
+    statements = [PlannedStatement(0, "bootstrap", sql) for sql in _bootstrap(target)]
     for migration in MIGRATIONS:
         if migration.version in done:
             continue
@@ -65,15 +87,20 @@ def applied_versions(store: Store) -> set[int]:
     return {int(row[0]) for row in store.rows(f"SELECT DISTINCT version FROM {table}")}
 
 
-def migrate(store: Store) -> list[int]:
+def migrate(store: Store, cluster: str = "") -> list[int]:
     """Apply what is missing; return the versions applied now. Safe to run again and again."""
     database = store.config.database
+    target = target_for(database, cluster)
+    if target.clustered and store.config.embedded_dir is not None:
+        raise BadRequest(
+            f"expected a ClickHouse server DSN (http(s)://...) for the cluster {cluster!r}, "
+            f"got the embedded store {store.config.dsn}"
+        )
     done = applied_versions(store)
     applied_now: list[int] = []
     table = f"{quote_identifier(database)}.{quote_identifier(_LEDGER)}"
-    for sql in _bootstrap(database):
+    for sql in _bootstrap(target):
         store.command(sql)
-    target = target_for(database)
     for migration in MIGRATIONS:
         if migration.version in done:
             continue

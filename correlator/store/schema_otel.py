@@ -16,6 +16,13 @@ METRIC_TABLES = {
     "summary": "otel_metrics_summary",
 }
 
+# Cluster mode (docs/cluster.md): a trace stays on one shard, so a trace lookup reads one shard's rows and the
+# trace-id view (fed on each shard by its local spans) agrees with the key. Logs without a trace spread at random
+# instead of piling onto the shard of the empty id. A metric series stays on one shard.
+TRACE_SHARDING = "cityHash64(TraceId)"
+LOG_SHARDING = "if(TraceId = '', rand64(), cityHash64(TraceId))"
+METRIC_SHARDING = "cityHash64(ServiceName, MetricName, Attributes)"
+
 
 def _map_indexes(*pairs: tuple[str, str], kind: str = "bloom_filter(0.01)") -> tuple[Index, ...]:
     indexes: list[Index] = []
@@ -53,6 +60,7 @@ _traces = CreateTable(
     ),
     partition_by="toDate(Timestamp)",
     order_by="(ServiceName, SpanName, toDateTime(Timestamp))",
+    sharding_key=TRACE_SHARDING,
 )
 
 _trace_id_ts = CreateTable(
@@ -65,6 +73,7 @@ _trace_id_ts = CreateTable(
     indexes=(Index("idx_trace_id", "TraceId", "bloom_filter(0.01)"),),
     partition_by="toDate(Start)",
     order_by="(TraceId, Start)",
+    sharding_key=TRACE_SHARDING,
 )
 
 _trace_id_ts_mv = CreateMaterializedView(
@@ -130,6 +139,7 @@ _logs = CreateTable(
     ),
     partition_by="toDate(Timestamp)",
     order_by="(toStartOfFiveMinutes(Timestamp), ServiceName, Timestamp)",
+    sharding_key=LOG_SHARDING,
 )
 
 _METRIC_HEAD = (
@@ -208,6 +218,7 @@ def _metric_table(kind: str) -> CreateTable:
         ),
         partition_by="toDate(TimeUnix)",
         order_by="(ServiceName, MetricName, toStartOfHour(TimeUnix), cityHash64(Attributes), TimeUnix)",
+        sharding_key=METRIC_SHARDING,
     )
 
 

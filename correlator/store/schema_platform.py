@@ -2,7 +2,9 @@
 
 Their layout is ours (SCHEMA.md fixes only their meaning); docs/tables.md documents them for dashboards.
 Records that change (a deploy's status, an incident's state) are ReplacingMergeTree rows versioned by
-`updated_at`: every change writes a whole new row and reads take the newest (`FINAL`).
+`updated_at`: every change writes a whole new row and reads take the newest (`FINAL`). On a cluster FINAL only
+merges within a shard, so each table's sharding key is a function of its ORDER BY key: every version of a row
+lands on the same shard (docs/cluster.md).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ _deployments = CreateTable(
     engine="ReplacingMergeTree(updated_at, is_deleted)",
     order_by="deploy_id",
     settings=SMALL_TABLE,
+    sharding_key="cityHash64(deploy_id)",
 )
 
 _incidents = CreateTable(
@@ -77,6 +80,7 @@ _incidents = CreateTable(
     engine="ReplacingMergeTree(updated_at)",
     order_by="incident_id",
     settings=SMALL_TABLE,
+    sharding_key="cityHash64(incident_id)",
 )
 
 # Append-only: `event_key` names the fact (an alert's firing, a transition, a note), so a replayed
@@ -94,6 +98,7 @@ _incident_events = CreateTable(
     engine="ReplacingMergeTree(recorded_at)",
     order_by="(incident_id, event_key)",
     settings=SMALL_TABLE,
+    sharding_key="cityHash64(incident_id)",
 )
 
 _webhook_deliveries = CreateTable(
@@ -106,6 +111,7 @@ _webhook_deliveries = CreateTable(
     engine="ReplacingMergeTree(received_at)",
     order_by="(source, delivery_id)",
     settings=SMALL_TABLE,
+    sharding_key="cityHash64(source, delivery_id)",
 )
 
 # Which (service, environment, version, deployment.id) sent telemetry in which minute: kept by materialized
@@ -129,6 +135,10 @@ _service_version_minutes = CreateTable(
     partition_by="toYYYYMM(Minute)",
     order_by="(ServiceName, Environment, Minute, Version, DeploymentId)",
     settings=SMALL_TABLE,
+    # Only the views write here, each on the node of its source rows, so one key's partial aggregates may sit
+    # on several shards: every read aggregates (GROUP BY), which is right anyway before merges. The key below
+    # spreads direct inserts only, and, being random, never lets a query skip a shard that holds the key.
+    sharding_key="rand64()",
 )
 
 # Resource attribute names: the current semantic conventions first, the older spelling as a fallback.
@@ -177,6 +187,7 @@ _service_versions = CreateTable(
     engine="ReplacingMergeTree(updated_at)",
     order_by="(service, environment, first_seen, version, deployment_id)",
     settings=SMALL_TABLE,
+    sharding_key="cityHash64(service, environment)",
 )
 
 PLATFORM_TABLES = Migration(
