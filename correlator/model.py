@@ -128,3 +128,21 @@ class Endpoint:
     requests: int
     error_ratio: float
     p95_ms: float
+
+
+@dataclass(frozen=True)
+class IncidentAnalysis:
+    """An incident's stored analysis: impact start, suspects (JSON-ready, best first), affected services, exemplars."""
+
+    incident_id: str
+    service: str
+    impact_started_at: datetime | None
+    impact_signal: str
+    suspects: list[dict[str, object]]
+    top_suspect_deploy_id: str | None
+    top_suspect_score: float | None
+    affected_services: list[str]
+    exemplar_trace_ids: list[str]
+    top_errors: list[dict[str, object]]
+    computed_at: datetime
+    frozen: bool

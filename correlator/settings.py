@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     deploys_rollback_min_gap_s: float = 300.0
     deploys_cover_before_s: float = 7200.0
     deploys_cover_after_s: float = 600.0
+    # Service health status (API.md): failing at or above this error ratio, degraded at or above the next, or
+    # when p95 exceeds its own 24-hour baseline by this factor.
+    health_failing_error_ratio: float = 0.05
+    health_degraded_error_ratio: float = 0.01
+    health_degraded_p95_factor: float = 2.0
     # How often telemetry is turned into implicit deploys in the background (reads also do it first).
     deploys_reconcile_interval_s: float = 10.0
 

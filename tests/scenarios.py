@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from opentelemetry import trace
@@ -38,12 +39,16 @@ class ServiceSim:
         error: tuple[str, str] | None = None,
         http_status: int | None = None,
         parent: trace.Context | None = None,
+        inside: Callable[[trace.Context], object] | None = None,
     ) -> trace.Span:
-        """A server span; `error` = (exception type, message) makes it fail with an exception event."""
+        """A server span; `error` = (exception type, message) makes it fail with an exception event; `inside`
+        makes the span's own calls, given its context."""
         attributes = {"http.response.status_code": http_status} if http_status else {}
         span = self._tracer.start_span(
             name, kind=SpanKind.SERVER, start_time=ns(at), context=parent, attributes=attributes
         )
+        if inside is not None:
+            inside(trace.set_span_in_context(span))
         if error is not None:
             span.add_event("exception", {"exception.type": error[0], "exception.message": error[1]}, timestamp=ns(at))
             span.set_status(Status(StatusCode.ERROR, error[1]))
@@ -59,10 +64,13 @@ class ServiceSim:
         name: str = "GET /items",
         error: tuple[str, str] | None = None,
         parent: trace.Context | None = None,
+        inside: Callable[[trace.Context], object] | None = None,
     ) -> trace.Span:
-        """A client span of this service with the callee's server span under it; both fail with `error`."""
+        """A client span of this service with the callee's server span under it; both fail with `error`;
+        `inside` makes the callee's own calls."""
         client = self._tracer.start_span(name, kind=SpanKind.CLIENT, start_time=ns(at), context=parent)
-        callee.request(at, duration_ms * 0.9, name=name, error=error, parent=trace.set_span_in_context(client))
+        server_context = trace.set_span_in_context(client)
+        callee.request(at, duration_ms * 0.9, name=name, error=error, parent=server_context, inside=inside)
         if error is not None:
             client.set_status(Status(StatusCode.ERROR, error[1]))
         client.end(end_time=ns(at) + int(duration_ms * 1_000_000))

@@ -13,9 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from correlator.api.deps import app_state, instant, require_token, window
 from correlator.errors import BadRequest
-from correlator.model import Incident, TimelineEntry
+from correlator.model import Incident, IncidentAnalysis, TimelineEntry
+from correlator.service.analysis import AnalysedIncident
 from correlator.service.clock import utc_now
-from correlator.service.incidents import ACTIVE_STATES, STATES, IncidentView
+from correlator.service.incidents import ACTIVE_STATES, STATES
 from correlator.store.records import IncidentFilter
 
 router = APIRouter(prefix="/api/v1", tags=["incidents"], dependencies=[Depends(require_token)])
@@ -73,12 +74,12 @@ class IncidentSummary(BaseModel):
     acknowledged_at: datetime | None
     mitigated_at: datetime | None
     resolved_at: datetime | None
-    impact_started_at: datetime | None = Field(description="null until the impact analysis is built (issue 5)")
+    impact_started_at: datetime | None = Field(description="when the service's errors or latency began to rise")
     time_to_resolve_s: float | None
     cause_deploy_id: str | None
 
     @classmethod
-    def of(cls, incident: Incident) -> IncidentSummary:
+    def of(cls, incident: Incident, analysis: IncidentAnalysis | None = None) -> IncidentSummary:
         resolved = incident.resolved_at
         return cls(
             incident_id=incident.incident_id,
@@ -92,7 +93,7 @@ class IncidentSummary(BaseModel):
             acknowledged_at=incident.acknowledged_at,
             mitigated_at=incident.mitigated_at,
             resolved_at=resolved,
-            impact_started_at=None,
+            impact_started_at=analysis.impact_started_at if analysis else None,
             time_to_resolve_s=(resolved - incident.opened_at).total_seconds() if resolved else None,
             cause_deploy_id=incident.cause_deploy_id,
         )
@@ -125,7 +126,7 @@ class SuspectOut(BaseModel):
 
 
 class IncidentDetail(IncidentSummary):
-    """An incident with its timeline; suspects, exemplars and top errors come with issue 5 (empty until then)."""
+    """An incident with its timeline and its analysis: suspects best first, affected services, exemplars."""
 
     timeline: list[TimelineOut]
     suspects: list[SuspectOut]
@@ -134,15 +135,17 @@ class IncidentDetail(IncidentSummary):
     top_errors: list[ErrorTypeOut]
 
     @classmethod
-    def of_view(cls, view: IncidentView) -> IncidentDetail:
-        summary = IncidentSummary.of(view.incident).model_dump()
+    def of_detail(cls, detail: AnalysedIncident) -> IncidentDetail:
+        summary = IncidentSummary.of(detail.incident, detail.analysis).model_dump()
+        analysis = detail.analysis
+        assert detail.view is not None
         return cls(
             **summary,
-            timeline=[TimelineOut.of(e) for e in view.timeline],
-            suspects=[],
-            affected_services=[view.incident.service],
-            exemplar_trace_ids=[],
-            top_errors=[],
+            timeline=[TimelineOut.of(e) for e in detail.view.timeline],
+            suspects=[SuspectOut.model_validate(s) for s in analysis.suspects] if analysis else [],
+            affected_services=analysis.affected_services if analysis else [detail.incident.service],
+            exemplar_trace_ids=analysis.exemplar_trace_ids if analysis else [],
+            top_errors=[ErrorTypeOut.model_validate(e) for e in analysis.top_errors] if analysis else [],
         )
 
 
@@ -225,11 +228,11 @@ async def list_incidents(
         window=windowed,
         limit=limit,
     )
-    incidents = await anyio.to_thread.run_sync(app_state(request).incidents.list, wanted)
-    return IncidentList(incidents=[IncidentSummary.of(i) for i in incidents])
+    found = await anyio.to_thread.run_sync(app_state(request).analyses.summaries, wanted)
+    return IncidentList(incidents=[IncidentSummary.of(i.incident, i.analysis) for i in found])
 
 
-@router.get("/incidents/{incident_id}", summary="One incident with its timeline")
+@router.get("/incidents/{incident_id}", summary="One incident with its timeline, suspects and evidence")
 async def show_incident(incident_id: str, request: Request) -> IncidentDetail:
-    view = await anyio.to_thread.run_sync(app_state(request).incidents.get, incident_id)
-    return IncidentDetail.of_view(view)
+    detail = await anyio.to_thread.run_sync(app_state(request).analyses.detail, incident_id)
+    return IncidentDetail.of_detail(detail)

@@ -6,7 +6,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from correlator.api.auth import TokenAuth
+from correlator.correlate.health import HealthThresholds
+from correlator.service.analysis import IncidentAnalyses
 from correlator.service.deploys import Deploys, ImplicitDeployRules
+from correlator.service.health import Health
 from correlator.service.incidents import Incidents
 from correlator.service.ingest import IngestWriter
 from correlator.service.otlp_ingest import OtlpIngest
@@ -32,6 +35,8 @@ class AppState:
     incidents: Incidents
     webhooks: Webhooks
     reconciler: Reconciler
+    health: Health
+    analyses: IncidentAnalyses
 
     def close(self) -> None:
         """Flush what is queued, stop background work, then let go of the store."""
@@ -75,5 +80,15 @@ def build_state(settings: Settings) -> AppState:
     deploys = Deploys(store, rules)
     incidents = Incidents(store)
     webhooks = Webhooks(store, deploys, incidents)
-    reconciler = Reconciler(deploys.reconcile, settings.deploys_reconcile_interval_s).start()
-    return AppState(settings, store, metrics, writer, ingest, auth, deploys, incidents, webhooks, reconciler)
+    thresholds = HealthThresholds(
+        failing_error_ratio=settings.health_failing_error_ratio,
+        degraded_error_ratio=settings.health_degraded_error_ratio,
+        degraded_p95_factor=settings.health_degraded_p95_factor,
+    )
+    health = Health(store, deploys, thresholds)
+    analyses = IncidentAnalyses(store, incidents)
+    # In the background: telemetry becomes implicit deploys, then open incidents' analyses follow it.
+    reconciler = Reconciler([deploys.reconcile, analyses.refresh], settings.deploys_reconcile_interval_s).start()
+    return AppState(
+        settings, store, metrics, writer, ingest, auth, deploys, incidents, webhooks, reconciler, health, analyses
+    )

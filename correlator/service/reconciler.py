@@ -1,4 +1,4 @@
-"""A background thread that runs a reconcile step every few seconds, so stored deploys follow telemetry."""
+"""A background thread that runs reconcile steps every few seconds, so stored deploys and analyses follow telemetry."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ log = logging.getLogger(__name__)
 
 
 class Reconciler:
-    """Calls `step` every `interval_s` until stopped; a failing step is logged and retried next time."""
+    """Calls each step in turn every `interval_s` until stopped; a failing step is logged and retried next time."""
 
-    def __init__(self, step: Callable[[], object], interval_s: float) -> None:
-        self._step = step
+    def __init__(self, steps: list[Callable[[], object]], interval_s: float) -> None:
+        self._steps = steps
         self._interval_s = interval_s
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="deploy-reconciler", daemon=True)
@@ -32,7 +32,8 @@ class Reconciler:
 
     def _run(self) -> None:
         while not self._stopped.wait(self._interval_s):
-            try:
-                self._step()
-            except CorrelatorError as e:
-                log.warning("implicit deploys: reconcile failed, will retry: %s", e.message)
+            for step in self._steps:
+                try:
+                    step()
+                except CorrelatorError as e:
+                    log.warning("background step %s failed, will retry: %s", getattr(step, "__name__", step), e.message)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import polars as pl
 
@@ -34,13 +34,14 @@ GROUP BY side
 """Requests, errors, duration percentiles (ns) and a fixed-seed sample of durations before and after a split."""
 
 ERROR_TYPES = f"""
-SELECT {_SIDE} AS side, {ERROR_TYPE} AS type, {ERROR_SHAPE} AS message, count() AS count
+SELECT {_SIDE} AS side, {ERROR_TYPE} AS type, {ERROR_SHAPE} AS message, count() AS count, min(Timestamp)
 FROM $traces
 WHERE {_SCOPE} AND {IS_REQUEST} AND {IS_ERROR}
 GROUP BY side, type, message
 ORDER BY count DESC, type, message
 """
-"""Failed requests by error type (exception type and message shape) before and after a split."""
+"""Failed requests by error type (exception type and message shape) before and after a split, with the first
+time each was seen on its side."""
 
 CALLERS = f"""
 SELECT ServiceName AS caller, {_SIDE} AS side, count(), countIf({IS_ERROR})
@@ -87,10 +88,13 @@ def request_sides(
 def error_types(
     store: Store, service: str, environment: str, since: datetime, split: datetime, until: datetime
 ) -> pl.DataFrame:
-    """side, type, message, count of failed requests."""
+    """side, type, message, count, first_seen of failed requests."""
     rows = store.rows(store.sql(ERROR_TYPES, traces=TRACES), _parameters(service, environment, since, split, until))
-    schema = {"side": pl.String, "type": pl.String, "message": pl.String, "count": pl.Int64}
-    return pl.DataFrame(rows, schema=schema, orient="row")
+    schema: dict[str, pl.DataType] = {
+        "side": pl.String(), "type": pl.String(), "message": pl.String(), "count": pl.Int64(),
+        "first_seen": pl.Datetime("ns", "UTC"),
+    }  # fmt: skip
+    return pl.DataFrame([(*r[:4], r[4].replace(tzinfo=UTC)) for r in rows], schema=schema, orient="row")
 
 
 def callers(

@@ -1,0 +1,154 @@
+"""Incident analysis inside GET /api/v1/incidents/{id}: the impact start found in telemetry, the suspect deploys
+scored with evidence, affected services and exemplars, on scenarios sent through the real SDK with chosen times."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from correlator.api.server import Server
+from tests.scenarios import ServiceSim
+
+T = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=4)
+STEPS = [T + timedelta(seconds=10 * i) for i in range(6 * 100)]  # every 10 s for 100 minutes
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def post_deploy(server: Server, service: str, version: str, at: datetime) -> str:
+    body = {"service": service, "version": version, "started_at": iso(at)}
+    response = httpx.post(server.url() + "/api/v1/deploys", json=body, timeout=30)
+    assert response.status_code == 201, response.text
+    return str(response.json()["deploy_id"])
+
+
+def declare(server: Server, service: str, opened_at: datetime) -> dict[str, Any]:
+    body = {"title": f"{service} errors", "service": service, "opened_at": iso(opened_at)}
+    incident_id = httpx.post(server.url() + "/api/v1/incidents", json=body, timeout=30).json()["incident_id"]
+    response = httpx.get(server.url() + f"/api/v1/incidents/{incident_id}", timeout=60)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+Failure = tuple[str, str] | None
+
+
+def run_chain(
+    server: Server, names: tuple[str, str, str], failures: Callable[[int, datetime], tuple[Failure, Failure]]
+) -> None:
+    """web -> api -> db every 10 s; `failures(i, at)` says how api and db fail on that request."""
+    # No service.version in the resource: the deploys of these scenarios are the explicit ones alone.
+    web, api, db = (ServiceSim(server, name) for name in names)
+    for i, at in enumerate(STEPS):
+        api_error, db_error = failures(i, at)
+
+        def api_inside(context: Any, at: datetime = at, db_error: Failure = db_error) -> None:
+            api.call(at, db, 5, error=db_error, parent=context)
+
+        web.call(
+            at,
+            api,
+            30 + i % 5,
+            error=api_error or (db_error and ("UpstreamError", "db call failed")),
+            inside=api_inside,
+        )
+    for sim in (web, api, db):
+        sim.close()
+
+
+@pytest.fixture(scope="module")
+def bad_api_deploy(server: Server) -> dict[str, Any]:
+    """api 2.0 at T+60m fails a fifth of its requests with a new KeyError; db and web deploys are healthy."""
+    names = ("web-sus-a", "api-sus-a", "db-sus-a")
+
+    def failures(i: int, at: datetime) -> tuple[Failure, Failure]:
+        bad = at >= T + timedelta(minutes=60) and i % 5 == 0
+        return (("KeyError", f"missing key 'sku' in order {i}") if bad else None), None
+
+    run_chain(server, names, failures)
+    deploys = {
+        "api 1.0": post_deploy(server, names[1], "1.0", T),
+        "db 5.0": post_deploy(server, names[2], "5.0", T + timedelta(minutes=30)),
+        "web 3.0": post_deploy(server, names[0], "3.0", T + timedelta(minutes=40)),
+        "api 2.0": post_deploy(server, names[1], "2.0", T + timedelta(minutes=60)),
+    }
+    return {"incident": declare(server, names[1], T + timedelta(minutes=75)), "deploys": deploys, "names": names}
+
+
+def test_the_bad_deploy_is_the_top_suspect(bad_api_deploy: dict[str, Any]) -> None:
+    incident, deploys = bad_api_deploy["incident"], bad_api_deploy["deploys"]
+    web, api, _ = bad_api_deploy["names"]
+    assert incident["impact_started_at"] == iso(T + timedelta(minutes=60))
+    suspects = incident["suspects"]
+    top = suspects[0]
+    assert top["deploy_id"] == deploys["api 2.0"]
+    assert top["relation"] == "same_service"
+    assert top["score"] >= 0.5
+    assert incident["cause_deploy_id"] == deploys["api 2.0"]
+    assert all(s["score"] < 0.5 for s in suspects[1:]), json.dumps(suspects, indent=1)
+    assert {s["deploy_id"]: s["relation"] for s in suspects} == {
+        deploys["api 2.0"]: "same_service",
+        deploys["api 1.0"]: "same_service",
+        deploys["db 5.0"]: "downstream",
+        deploys["web 3.0"]: "upstream",
+    }
+    evidence = top["evidence"]
+    assert evidence[0] == f"{api} 2.0 started 0 s before the impact began"
+    assert any(line.startswith(f"  {api}'s error ratio rose from 0.0% (0/180) to 20.0% (36/180)") for line in evidence)
+    assert f"{api} fails with KeyError: missing key <str> in order <n> (36 times), not seen before it" in evidence
+    assert incident["affected_services"] == [api, web]
+    assert incident["top_errors"][0]["type"] == "KeyError"
+    assert 1 <= len(incident["exemplar_trace_ids"]) <= 5
+
+
+def test_a_failing_dependency_is_found_downstream(server: Server) -> None:
+    names = ("web-sus-b", "api-sus-b", "db-sus-b")
+
+    def failures(i: int, at: datetime) -> tuple[Failure, Failure]:
+        bad = at >= T + timedelta(minutes=60) and i % 4 == 0
+        return None, (("ConnectionError", "too many connections") if bad else None)
+
+    run_chain(server, names, failures)
+    db_deploy = post_deploy(server, names[2], "8.1", T + timedelta(minutes=58))
+    other = post_deploy(server, "elsewhere-sus-b", "1.0", T + timedelta(minutes=59))
+    incident = declare(server, names[1], T + timedelta(minutes=70))
+    suspects = incident["suspects"]
+    assert suspects[0]["deploy_id"] == db_deploy
+    assert suspects[0]["relation"] == "downstream"
+    assert suspects[0]["score"] >= 0.5
+    assert other not in {s["deploy_id"] for s in suspects}  # unrelated services are no candidates
+    assert incident["impact_started_at"] == iso(T + timedelta(minutes=60))
+    assert f"{names[1]} depends on {names[2]} (directly or through other services)" in suspects[0]["evidence"]
+
+
+def test_when_nothing_changed_no_suspect_scores_high(server: Server) -> None:
+    names = ("web-sus-c", "api-sus-c", "db-sus-c")
+
+    def failures(i: int, at: datetime) -> tuple[Failure, Failure]:
+        bad = at >= T + timedelta(minutes=60) and i % 5 == 0
+        return (("TimeoutError", "upstream timed out") if bad else None), None
+
+    run_chain(server, names, failures)
+    healthy = post_deploy(server, names[1], "4.2", T + timedelta(minutes=10))
+    incident = declare(server, names[1], T + timedelta(minutes=75))
+    assert [s["deploy_id"] for s in incident["suspects"]] == [healthy]
+    assert incident["suspects"][0]["score"] < 0.5
+    assert incident["cause_deploy_id"] is None
+    assert f"{names[1]} stayed healthy after the deploy" in incident["suspects"][0]["evidence"]
+
+
+def test_the_analysis_is_stored_and_lists_read_it(server: Server, bad_api_deploy: dict[str, Any]) -> None:
+    incident = bad_api_deploy["incident"]
+    listed = httpx.get(
+        server.url() + "/api/v1/incidents", params={"service": bad_api_deploy["names"][1], "since": "1d"}, timeout=30
+    ).json()["incidents"]
+    assert [(i["incident_id"], i["cause_deploy_id"], i["impact_started_at"]) for i in listed] == [
+        (incident["incident_id"], incident["cause_deploy_id"], incident["impact_started_at"])
+    ]
