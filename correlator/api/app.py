@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from correlator import __version__
-from correlator.api import deploys, incidents, otlp_http, topology, webhooks
+from correlator.api import deploys, incidents, otlp_http, services, topology, traces, webhooks
 from correlator.api.deps import app_state, require_token
 from correlator.api.state import AppState
 from correlator.errors import BadRequest, CorrelatorError
@@ -81,6 +81,8 @@ def create_app(state: AppState) -> FastAPI:
     app.include_router(deploys.router)
     app.include_router(incidents.router)
     app.include_router(webhooks.router)
+    app.include_router(services.router)
+    app.include_router(traces.router)
     app.include_router(topology.router)
 
     @app.get("/healthz", tags=["ops"], summary="The process is alive")
