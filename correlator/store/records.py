@@ -10,6 +10,7 @@ from typing import Any
 
 from correlator.model import Deploy, Incident, TimelineEntry, VersionMinute, VersionRun
 from correlator.store.client import Store
+from correlator.store.schema_otel import LOGS, METRIC_TABLES, TRACES
 from correlator.store.schema_platform import (
     DEPLOYMENTS,
     INCIDENT_EVENTS,
@@ -231,11 +232,21 @@ def write_version_runs(store: Store, runs: Sequence[tuple[VersionRun, str]], *, 
     store.insert_columns(SERVICE_VERSIONS, [*_RUN_FIELDS, "deploy_id", "updated_at"], columns)
 
 
+_KNOWN_BY = (
+    (SERVICE_VERSION_MINUTES, "ServiceName"),
+    (DEPLOYMENTS, "service"),
+    (INCIDENTS, "service"),
+    (TRACES, "ServiceName"),
+    *((table, "ServiceName") for table in METRIC_TABLES.values()),
+    # Last: the logs' sort key starts with time, so a miss reads the whole table.
+    (LOGS, "ServiceName"),
+)
+
+
 def known_service(store: Store, service: str) -> bool:
     """A service is known once it has telemetry, a deploy or an incident (API.md, Conventions)."""
-    sql = (
-        f"SELECT (SELECT count() FROM {store.table(SERVICE_VERSION_MINUTES)} WHERE ServiceName = {{s:String}})"
-        f" + (SELECT count() FROM {store.table(DEPLOYMENTS)} WHERE service = {{s:String}})"
-        f" + (SELECT count() FROM {store.table(INCIDENTS)} WHERE service = {{s:String}})"
-    )
-    return bool(store.rows(sql, {"s": service})[0][0])
+    for table, column in _KNOWN_BY:
+        sql = store.sql(f"SELECT 1 FROM $table WHERE {column} = {{s:String}} LIMIT 1", table=table)
+        if store.rows(sql, {"s": service}):
+            return True
+    return False
