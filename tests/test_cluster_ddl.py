@@ -36,6 +36,7 @@ EXPECTED_SHARDING = {
     "webhook_deliveries": "cityHash64(source, delivery_id)",
     "service_version_minutes": "rand64()",
     "service_versions": "cityHash64(service, environment)",
+    "incident_analysis": "cityHash64(incident_id)",
 }
 EXPECTED_ENGINES = {
     "schema_migrations": "ReplicatedReplacingMergeTree",
@@ -45,6 +46,7 @@ EXPECTED_ENGINES = {
     "webhook_deliveries": "ReplicatedReplacingMergeTree",
     "service_versions": "ReplicatedReplacingMergeTree",
     "service_version_minutes": "ReplicatedAggregatingMergeTree",
+    "incident_analysis": "ReplicatedReplacingMergeTree",
 }
 CREATE_LOCAL = re.compile(
     r"^CREATE TABLE IF NOT EXISTS `otel`\.`(?P<table>\w+)_local` ON CLUSTER 'correlator'\n.*?"
@@ -83,6 +85,7 @@ def test_every_table_is_local_and_replicated_behind_a_distributed_table_with_its
     statements = [s.sql for s in cluster_plan()]
     local = {m["table"]: m for sql in statements if (m := CREATE_LOCAL.match(sql))}
     distributed = {m["table"]: m for sql in statements if (m := CREATE_DISTRIBUTED.match(sql))}
+    # A new table needs its sharding key here and in docs/cluster.md, with the reason.
     assert set(local) == set(distributed) == set(EXPECTED_SHARDING)
     for table, match in distributed.items():
         assert match["local"] == match["target"] == f"{table}_local"
