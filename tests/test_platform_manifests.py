@@ -160,6 +160,21 @@ def test_built_in_kinds_validate_against_the_kubernetes_schemas(name: str) -> No
     assert {"Deployment", "DaemonSet", "Service", "HorizontalPodAutoscaler", "ConfigMap"} <= set(validated)
 
 
+def test_custom_resources_carry_kind_name_and_spec() -> None:
+    rendered = [obj for name in KUSTOMIZE_ROOTS for obj in build(KUSTOMIZE_ROOTS[name])]
+    rendered += [*_applications(), yaml.safe_load((DEPLOY / "istio" / "meshconfig.yaml").read_text())]
+    custom = [obj for obj in rendered if obj["apiVersion"].startswith(CUSTOM_GROUPS)]
+    kinds = {obj["kind"] for obj in custom}
+    assert kinds == {
+        "Application", "Telemetry", "PeerAuthentication", "IstioOperator", "ClickHouseInstallation",
+        "ClickHouseKeeperInstallation",
+    }  # fmt: skip
+    for obj in custom:
+        assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", obj["metadata"]["name"]), obj["metadata"]
+        assert isinstance(obj["spec"], dict), obj["kind"]
+        assert obj["spec"], obj["kind"]
+
+
 @pytest.mark.parametrize("name", OVERLAYS)
 def test_everything_lands_in_the_correlator_namespace(name: str) -> None:
     cluster_scoped = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
@@ -289,7 +304,12 @@ def test_cluster_overlay_runs_the_operator_resources_the_correlator_is_configure
     assert configuration["zookeeper"]["nodes"] == [
         {"host": f"keeper-{keeper['metadata']['name']}", "port": keeper_port}
     ]
-    host = f"clickhouse-{installation['metadata']['name']}"
+    (service,) = installation["spec"]["templates"]["serviceTemplates"]
+    assert installation["spec"]["defaults"]["templates"]["serviceTemplate"] == service["name"]
+    assert service["spec"]["type"] == "ClusterIP"
+    assert {p["port"] for p in service["spec"]["ports"]} == {8123, 9000}
+    host = service["generateName"].replace("{chi}", installation["metadata"]["name"])
+    assert host == f"clickhouse-{installation['metadata']['name']}"
     correlator = env(one(objects, "Deployment", "correlator"))
     assert correlator["CORRELATOR_CLICKHOUSE_CLUSTER"] == cluster["name"]
     assert correlator["CLICKHOUSE_HOST"] == host
