@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     service_map: str = ""
     # Webhook bodies above this size are refused (413).
     max_webhook_bytes: int = 4 * 1024 * 1024
+    # Service to team for reports: a JSON object or `service: team` lines (else teams come from service.namespace).
+    owners_file: str = ""
     # The longest window a read may ask for.
     max_window_days: int = 90
     # Implicit deploys: a version seen again after another took over for this long is a new run (a rollback);

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from correlator import __version__
-from correlator.api import deploys, incidents, otlp_http, services, topology, traces, webhooks
+from correlator.api import deploys, incidents, otlp_http, reports, services, topology, traces, webhooks
 from correlator.api.deps import app_state, require_token
 from correlator.api.state import AppState
 from correlator.errors import BadRequest, CorrelatorError
@@ -84,6 +84,7 @@ def create_app(state: AppState) -> FastAPI:
     app.include_router(services.router)
     app.include_router(traces.router)
     app.include_router(topology.router)
+    app.include_router(reports.router)
 
     @app.get("/healthz", tags=["ops"], summary="The process is alive")
     async def healthz() -> dict[str, str]:
@@ -98,7 +99,9 @@ def create_app(state: AppState) -> FastAPI:
 
     @app.get("/metrics", tags=["ops"], summary="The correlator's own metrics, Prometheus text format")
     async def metrics(request: Request) -> Response:
-        return PlainTextResponse(generate_latest(app_state(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        # The headline gauges read the store: not on the event loop.
+        text = await anyio.to_thread.run_sync(generate_latest, app_state(request).metrics.registry)
+        return PlainTextResponse(text, media_type=CONTENT_TYPE_LATEST)
 
     @app.get(
         "/api/v1/store",

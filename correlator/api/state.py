@@ -15,6 +15,7 @@ from correlator.service.ingest import IngestWriter
 from correlator.service.otlp_ingest import OtlpIngest
 from correlator.service.own_metrics import OwnMetrics
 from correlator.service.reconciler import Reconciler
+from correlator.service.reports import Reports, load_owners
 from correlator.service.webhooks import Webhooks
 from correlator.settings import Settings
 from correlator.store import Store, StoreConfig
@@ -37,6 +38,7 @@ class AppState:
     reconciler: Reconciler
     health: Health
     analyses: IncidentAnalyses
+    reports: Reports
 
     def close(self) -> None:
         """Flush what is queued, stop background work, then let go of the store."""
@@ -89,6 +91,9 @@ def build_state(settings: Settings) -> AppState:
     analyses = IncidentAnalyses(store, incidents)
     # In the background: telemetry becomes implicit deploys, then open incidents' analyses follow it.
     reconciler = Reconciler([deploys.reconcile, analyses.refresh], settings.deploys_reconcile_interval_s).start()
+    reports = Reports(store, load_owners(settings.owners_file))
+    metrics.watch_headline(reports.headline)
     return AppState(
-        settings, store, metrics, writer, ingest, auth, deploys, incidents, webhooks, reconciler, health, analyses
-    )
+        settings, store, metrics, writer, ingest, auth, deploys, incidents, webhooks, reconciler, health, analyses,
+        reports,
+    )  # fmt: skip

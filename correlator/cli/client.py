@@ -23,11 +23,19 @@ class ApiClient:
         """GET a JSON document."""
         return self._request("GET", path, params={k: v for k, v in (params or {}).items() if v is not None})
 
+    def get_text(self, path: str, params: dict[str, Any] | None = None) -> str:
+        """GET a text document (CSV, Markdown)."""
+        response = self._send("GET", path, params={k: v for k, v in (params or {}).items() if v is not None})
+        return response.text
+
     def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
         """POST a JSON body; returns the JSON answer."""
         return self._request("POST", path, json={k: v for k, v in (body or {}).items() if v is not None})
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._send(method, path, **kwargs).json()
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as e:
@@ -39,4 +47,4 @@ class ApiClient:
             except (ValueError, KeyError, TypeError):
                 message = f"{response.status_code}: {response.text[:300]}"
             raise ClientError(message)
-        return response.json()
+        return response

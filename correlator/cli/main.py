@@ -9,13 +9,14 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from correlator.cli import deploys, health, incidents, topology, trace
+from correlator.cli import deploys, health, incidents, reports, topology, trace
 from correlator.cli.client import ApiClient, ClientError
 from correlator.cli.common import JsonOption, TokenOption, UrlOption, err, fail, out
 
 app = typer.Typer(help="The observability correlation service.", no_args_is_help=True, add_completion=False)
 app.add_typer(deploys.app, name="deploys")
 app.add_typer(incidents.app, name="incidents")
+app.add_typer(reports.app, name="report")
 app.command("health")(health.health)
 app.command("trace")(trace.trace)
 app.command("topology")(topology.topology)

@@ -11,7 +11,6 @@ import polars as pl
 from correlator.correlate.stats import mann_whitney_greater, two_proportion_z
 from correlator.model import ErrorCount
 
-
 Verdict = Literal["regression", "healthy", "insufficient_data"]
 
 

@@ -2,7 +2,54 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from correlator.errors import CorrelatorError
+
+log = logging.getLogger(__name__)
+
+
+class HeadlineCollector(Collector):
+    """Open incidents, MTTR and change failure rate over 30 days, computed at scrape time (cached upstream)."""
+
+    def __init__(self, figures: Callable[[], dict[str, Any]]) -> None:
+        self._figures = figures
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            figures = self._figures()
+        except CorrelatorError as e:
+            log.warning("headline metrics unavailable: %s", e.message)
+            return
+        active = GaugeMetricFamily(
+            "correlator_incidents_active",
+            "Unresolved incidents, by service and severity",
+            labels=["service", "severity"],
+        )
+        for (service, severity), count in sorted(figures["open_incidents"].items()):
+            active.add_metric([service, severity], count)
+        yield active
+        mttr = GaugeMetricFamily(
+            "correlator_mttr_seconds", "Mean time to resolve of incidents opened in the window", labels=["window"]
+        )
+        if figures["mttr_s"] is not None:
+            mttr.add_metric(["30d"], figures["mttr_s"])
+        yield mttr
+        failure = GaugeMetricFamily(
+            "correlator_change_failure_ratio",
+            "Failed deploys over counted deploys in the window, by environment",
+            labels=["window", "environment"],
+        )
+        for environment, rate in sorted(figures["change_failure_rate"].items()):
+            if rate is not None:
+                failure.add_metric(["30d", environment], rate)
+        yield failure
 
 
 class OwnMetrics:
@@ -46,3 +93,7 @@ class OwnMetrics:
             ["source", "outcome"],
             registry=self.registry,
         )
+
+    def watch_headline(self, figures: Callable[[], dict[str, Any]]) -> None:
+        """Serve the reports' headline figures as gauges on /metrics."""
+        self.registry.register(HeadlineCollector(figures))
