@@ -11,7 +11,7 @@ from correlator.correlate.trace_tree import SpanRef, tree_order
 from correlator.errors import BadRequest, NotFound
 from correlator.store import Store
 from correlator.store import trace_queries as queries
-from correlator.store.trace_queries import DeployCandidate, ResourceDeploy, from_ns
+from correlator.store.trace_queries import DeployCandidate, ResourceDeploy, TraceRange, from_ns
 
 _TRACE_ID = re.compile(r"[0-9a-f]{32}")
 ERROR_STATUS = "Error"
@@ -96,12 +96,14 @@ def parse_trace_id(value: str) -> str:
 
 
 def trace_view(store: Store, trace_id: str) -> TraceView:
-    """One trace by id; 404 when the store has no span of it. Five reads, each bounded by the trace's time range."""
+    """One trace by id; 404 when the store has no span of it. Four reads, each bounded by the trace's time range."""
     trace_id = parse_trace_id(trace_id)
-    within = queries.trace_range(store, trace_id)
-    rows = queries.trace_spans(store, trace_id, within) if within is not None else []
-    if within is None or not rows:
+    rows = queries.trace_spans(store, trace_id)
+    if not rows:
         raise NotFound(f"no trace with id {trace_id!r}")
+    started_ns = min(r.start_ns for r in rows)
+    ended_ns = max(r.start_ns + r.duration_ns for r in rows)
+    within = TraceRange(from_ns(started_ns), from_ns(ended_ns))
     placed = tree_order([SpanRef(r.span_id, r.parent_span_id, r.start_ns) for r in rows])
     spans = [rows[p.index] for p in placed]
     logs = queries.trace_logs(store, trace_id, within)
@@ -122,8 +124,6 @@ def trace_view(store: Store, trace_id: str) -> TraceView:
     services.update((log.service, None) for log in logs if log.service is not None)
 
     exemplars = queries.trace_exemplars(store, trace_id, within, list(services))
-    started_ns = min(r.start_ns for r in rows)
-    ended_ns = max(r.start_ns + r.duration_ns for r in rows)
     return TraceView(
         trace_id=trace_id,
         started_at=from_ns(started_ns),
@@ -142,7 +142,7 @@ def trace_view(store: Store, trace_id: str) -> TraceView:
                 status_code=r.status_code,
                 status_message=r.status_message,
                 attributes=r.attributes,
-                events=tuple(SpanEvent(from_ns(e.at_ns), e.name, e.attributes) for e in r.events),
+                events=tuple(SpanEvent(e.at, e.name, e.attributes) for e in r.events),
             )
             for r in spans
         ),

@@ -1,11 +1,14 @@
-"""Reads behind the trace view: a trace's time range, its spans, its logs, its exemplars and candidate deploys.
+"""Reads behind the trace view: a trace's spans, its logs, its exemplars, and the deploys its services may have run.
 
-Every read but the first is bounded by the time range the lookup table gives, so partition and primary-key
-pruning apply before the TraceId indexes do (SCHEMA.md, otel_traces_trace_id_ts).
+The spans are read in the time range the lookup table gives (SCHEMA.md, otel_traces_trace_id_ts), so partition
+and min-max pruning apply before the TraceId bloom filter does; every later read is bounded by the spans' range.
+Reads return plain columns and leave small conversions (empty to None, picking resource keys) to Python: on a
+large store each extra map subscript costs the engine more than the whole map.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,30 +19,24 @@ from correlator.store.schema_otel import LOGS, METRIC_TABLES, TRACE_ID_TS, TRACE
 from correlator.store.schema_platform import DEPLOYMENTS
 from correlator.store.telemetry_sql import KIND_OUT, STATUS_OUT
 
-# Where telemetry says it ran: the current attribute name first, the older spelling, then the default.
-ENVIRONMENT = (
-    "multiIf(ResourceAttributes['deployment.environment.name'] != '', "
-    "ResourceAttributes['deployment.environment.name'], "
-    "ResourceAttributes['deployment.environment'] != '', ResourceAttributes['deployment.environment'], "
-    "'production')"
-)
-"""A row's deploy environment, as the service-version views derive it."""
-
-RESOURCE_DEPLOY = (
-    f"nullIf(ResourceAttributes['service.version'], ''), nullIf(ResourceAttributes['deployment.id'], ''), {ENVIRONMENT}"
-)
-"""The version, deployment.id and environment a row's resource names (null when absent)."""
-
-# The lookup stores whole seconds of span starts: the last span may start up to a second after `End`.
-LOOKUP_SLACK = timedelta(seconds=1)
 # Log records may be stamped a little off the spans they belong to (other clocks, queued appenders).
 LOG_SLACK = timedelta(hours=1)
 # A metric point is stamped when it is collected, after the exemplars it carries were recorded: readers
 # export every 60 s by default, so points up to 10 minutes after the trace may hold its exemplars.
 EXEMPLAR_BEFORE = timedelta(minutes=1)
 EXEMPLAR_AFTER = timedelta(minutes=10)
-# Summaries carry no exemplars.
-EXEMPLAR_TABLES = tuple(METRIC_TABLES[kind] for kind in ("sum", "gauge", "histogram", "exponential_histogram"))
+# Summaries carry no exemplars; the anchors keep cluster mode's `<name>_local` tables out.
+EXEMPLAR_TABLES = (
+    "^(" + "|".join(re.escape(METRIC_TABLES[k]) for k in ("sum", "gauge", "histogram", "exponential_histogram")) + ")$"
+)
+
+DEPLOY_KEYS = ("service.version", "deployment.id", "deployment.environment.name", "deployment.environment")
+"""The resource attributes that say which deploy produced a row."""
+
+RESOURCE_DEPLOY = "mapFilter((k, v) -> has({deploy_keys:Array(String)}, k), ResourceAttributes)"
+"""A row's resource cut down to DEPLOY_KEYS (the engine reads the map once; subscripts would read it per key)."""
+
+DEFAULT_ENVIRONMENT = "production"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -54,9 +51,14 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
+def _text(value: Any) -> str | None:
+    # API.md: absent values are null, never "".
+    return str(value) if value else None
+
+
 @dataclass(frozen=True)
 class TraceRange:
-    """Where a trace's spans lie: [since, until], from the lookup table (whole seconds, widened)."""
+    """Where a trace's spans lie: from the first start to the last end."""
 
     since: datetime
     until: datetime
@@ -70,17 +72,25 @@ class ResourceDeploy:
     deployment_id: str | None
     environment: str
 
+    @classmethod
+    def of(cls, resource: dict[str, str]) -> ResourceDeploy:
+        # The same rule as telemetry_sql.ENVIRONMENT: the current attribute, then the older one.
+        environment = (
+            resource.get("deployment.environment.name") or resource.get("deployment.environment") or DEFAULT_ENVIRONMENT
+        )
+        return cls(_text(resource.get("service.version")), _text(resource.get("deployment.id")), environment)
+
 
 @dataclass(frozen=True)
 class SpanEventRow:
-    at_ns: int
+    at: datetime
     name: str
     attributes: dict[str, str]
 
 
 @dataclass(frozen=True)
 class SpanRow:
-    """One span as stored, ids and absent texts already null, kind and status in the current spelling."""
+    """One span as stored, absent texts as None, kind and status in the current spelling."""
 
     span_id: str
     parent_span_id: str | None
@@ -132,156 +142,128 @@ class DeployCandidate:
     started_at: datetime
 
 
-TRACE_RANGE = "SELECT count(), min(Start), max(End) FROM {lookup} WHERE TraceId = {{trace_id:String}}"
-"""Where a trace lies in time: its lookup rows (one per insert block that held its spans)."""
-
-
-def trace_range(store: Store, trace_id: str) -> TraceRange | None:
-    """The time range of a trace's spans, or None when the store has no span of it."""
-    sql = TRACE_RANGE.format(lookup=store.table(TRACE_ID_TS))
-    count, start, end = store.rows(sql, {"trace_id": trace_id})[0]
-    if not count:
-        return None
-    return TraceRange(_utc(start), _utc(end) + LOOKUP_SLACK)
-
-
 SPANS = """
-SELECT SpanId, nullIf(ParentSpanId, ''), nullIf(ServiceName, ''), nullIf(SpanName, ''), {kind},
-    toUnixTimestamp64Nano(Timestamp), Duration, {status}, nullIf(StatusMessage, ''), SpanAttributes,
-    arrayMap(t -> toUnixTimestamp64Nano(t), Events.Timestamp), Events.Name, Events.Attributes, {resource}
+WITH (SELECT (min(Start), max(End) + 1) FROM {lookup} WHERE TraceId = {{trace_id:String}}) AS span_range
+SELECT SpanId, ParentSpanId, ServiceName, SpanName, {kind}, toUnixTimestamp64Nano(Timestamp), Duration, {status},
+    StatusMessage, SpanAttributes, Events.Timestamp, Events.Name, Events.Attributes, {resource}
 FROM {traces}
-WHERE TraceId = {{trace_id:String}}
-    AND Timestamp >= {{since:DateTime64(9, 'UTC')}} AND Timestamp <= {{until:DateTime64(9, 'UTC')}}
+WHERE TraceId = {{trace_id:String}} AND Timestamp >= span_range.1 AND Timestamp <= span_range.2
 ORDER BY Timestamp, SpanId
 """
-"""The spans of a trace within its range, oldest first."""
+"""A trace's spans, oldest first. The lookup gives whole seconds of the first and last span start, hence
+the extra second; without lookup rows the range is the epoch's first second, which holds no span."""
 
 
-def trace_spans(store: Store, trace_id: str, within: TraceRange) -> list[SpanRow]:
-    """A trace's spans, oldest first."""
-    sql = SPANS.format(traces=store.table(TRACES), kind=KIND_OUT, status=STATUS_OUT, resource=RESOURCE_DEPLOY)
-    rows = store.rows(sql, {"trace_id": trace_id, "since": within.since, "until": within.until})
-    return [_span_row(*row) for row in rows]
-
-
-def _span_row(
-    span_id: str,
-    parent: str | None,
-    service: str | None,
-    name: str | None,
-    kind: str,
-    start_ns: int,
-    duration_ns: int,
-    status: str,
-    message: str | None,
-    attributes: dict[str, str],
-    event_times: list[int],
-    event_names: list[str],
-    event_attributes: list[dict[str, str]],
-    version: str | None,
-    deployment_id: str | None,
-    environment: str,
-) -> SpanRow:
-    events = zip(event_times, event_names, event_attributes, strict=True)
-    return SpanRow(
-        span_id=str(span_id),
-        parent_span_id=parent,
-        service=service,
-        name=name,
-        kind=str(kind),
-        start_ns=int(start_ns),
-        duration_ns=int(duration_ns),
-        status_code=str(status),
-        status_message=message,
-        attributes=dict(attributes),
-        events=tuple(SpanEventRow(int(at), str(n), dict(a)) for at, n, a in events),
-        resource=ResourceDeploy(version, deployment_id, str(environment)),
+def trace_spans(store: Store, trace_id: str) -> list[SpanRow]:
+    """A trace's spans, oldest first; empty when the store has none."""
+    sql = SPANS.format(
+        lookup=store.table(TRACE_ID_TS),
+        traces=store.table(TRACES),
+        kind=KIND_OUT,
+        status=STATUS_OUT,
+        resource=RESOURCE_DEPLOY,
     )
+    rows = store.rows(sql, {"trace_id": trace_id, "deploy_keys": list(DEPLOY_KEYS)})
+    spans = []
+    for row in rows:
+        span_id, parent, service, name, kind, start_ns, duration_ns, status, message, attributes = row[:10]
+        event_times, event_names, event_attributes, resource = row[10:]
+        events = zip(event_times, event_names, event_attributes, strict=True)
+        spans.append(
+            SpanRow(
+                span_id=str(span_id),
+                parent_span_id=_text(parent),
+                service=_text(service),
+                name=_text(name),
+                kind=str(kind),
+                start_ns=int(start_ns),
+                duration_ns=int(duration_ns),
+                status_code=str(status),
+                status_message=_text(message),
+                attributes=attributes,
+                events=tuple(SpanEventRow(_utc(at), str(n), a) for at, n, a in events),
+                resource=ResourceDeploy.of(resource),
+            )
+        )
+    return spans
 
 
 LOGS_OF_TRACE = """
-SELECT toUnixTimestamp64Nano(Timestamp), nullIf(ServiceName, ''), nullIf(SeverityText, ''),
-    nullIf(SeverityNumber, 0), nullIf(Body, ''), nullIf(SpanId, ''), LogAttributes, {resource}
+SELECT toUnixTimestamp64Nano(Timestamp), ServiceName, SeverityText, SeverityNumber, Body, SpanId, LogAttributes,
+    {resource}
 FROM {logs}
 WHERE TraceId = {{trace_id:String}}
     AND Timestamp >= {{since:DateTime64(9, 'UTC')}} AND Timestamp <= {{until:DateTime64(9, 'UTC')}}
 ORDER BY Timestamp, SpanId
 """
-"""The log records of a trace within its range widened by LOG_SLACK, oldest first."""
+"""The log records of a trace in a range, oldest first."""
 
 
-def trace_logs(store: Store, trace_id: str, within: TraceRange) -> list[LogRow]:
-    """A trace's log records, oldest first."""
+def trace_logs(store: Store, trace_id: str, spans: TraceRange) -> list[LogRow]:
+    """A trace's log records within LOG_SLACK of its spans, oldest first."""
     sql = LOGS_OF_TRACE.format(logs=store.table(LOGS), resource=RESOURCE_DEPLOY)
-    parameters = {"trace_id": trace_id, "since": within.since - LOG_SLACK, "until": within.until + LOG_SLACK}
-    return [_log_row(*row) for row in store.rows(sql, parameters)]
+    parameters = {
+        "trace_id": trace_id,
+        "since": spans.since - LOG_SLACK,
+        "until": spans.until + LOG_SLACK,
+        "deploy_keys": list(DEPLOY_KEYS),
+    }
+    return [
+        LogRow(
+            timestamp_ns=int(ns),
+            service=_text(service),
+            severity_text=_text(severity_text),
+            severity_number=int(severity_number) or None,
+            body=_text(body),
+            span_id=_text(span_id),
+            attributes=attributes,
+            resource=ResourceDeploy.of(resource),
+        )
+        for ns, service, severity_text, severity_number, body, span_id, attributes, resource in store.rows(
+            sql, parameters
+        )
+    ]
 
 
-def _log_row(
-    timestamp_ns: int,
-    service: str | None,
-    severity_text: str | None,
-    severity_number: int | None,
-    body: str | None,
-    span_id: str | None,
-    attributes: dict[str, str],
-    version: str | None,
-    deployment_id: str | None,
-    environment: str,
-) -> LogRow:
-    return LogRow(
-        timestamp_ns=int(timestamp_ns),
-        service=service,
-        severity_text=severity_text,
-        severity_number=None if severity_number is None else int(severity_number),
-        body=body,
-        span_id=span_id,
-        attributes=dict(attributes),
-        resource=ResourceDeploy(version, deployment_id, str(environment)),
-    )
-
-
-_EXEMPLARS_OF_TABLE = """
-SELECT MetricName, ServiceName, x.1, x.2, x.3
-FROM {table}
-ARRAY JOIN arrayFilter(x -> x.4 = {{trace_id:String}},
-    arrayZip(Exemplars.Value, Exemplars.TimeUnix, Exemplars.SpanId, Exemplars.TraceId)) AS x
-WHERE ServiceName IN {{services:Array(String)}}
-    AND TimeUnix >= {{since:DateTime('UTC')}} AND TimeUnix <= {{until:DateTime('UTC')}}
-    AND has(Exemplars.TraceId, {{trace_id:String}})
+EXEMPLAR_POINTS = """
+SELECT MetricName, ServiceName, Exemplars.Value, Exemplars.TimeUnix, Exemplars.SpanId, Exemplars.TraceId
+FROM merge({db:String}, {tables:String})
+WHERE ServiceName IN {services:Array(String)}
+    AND TimeUnix >= {since:DateTime('UTC')} AND TimeUnix <= {until:DateTime('UTC')}
+    AND has(Exemplars.TraceId, {trace_id:String})
 """
+"""Metric points of some services, stamped in a range, that carry an exemplar of a trace (every type that has
+exemplars, in one read)."""
 
 
-def _exemplars_sql(store: Store) -> str:
-    parts = [_EXEMPLARS_OF_TABLE.format(table=store.table(name)) for name in EXEMPLAR_TABLES]
-    # A cumulative point may carry the same exemplar on every export: one row per exemplar.
-    return "SELECT DISTINCT * FROM (" + " UNION ALL ".join(parts) + ") ORDER BY 4, 1, 2, 3"
+def trace_exemplars(store: Store, trace_id: str, spans: TraceRange, services: Sequence[str]) -> list[ExemplarRow]:
+    """The exemplars of a trace on its services' metric points stamped near it, oldest first, each once.
 
-
-def trace_exemplars(store: Store, trace_id: str, within: TraceRange, services: Sequence[str]) -> list[ExemplarRow]:
-    """Exemplars naming the trace, on points of its services' metrics stamped near it, oldest first.
-
-    Only the trace's own services are read: an exemplar is recorded by the service whose span was active,
-    and ServiceName leads the metric tables' sort key, so this keeps the scan small.
+    Only the trace's own services are read: an exemplar is recorded by the service whose span was active, and
+    ServiceName leads the metric tables' sort key. A cumulative point may repeat an exemplar on every export.
     """
     if not services:
         return []
     parameters = {
+        "db": store.config.database,
+        "tables": EXEMPLAR_TABLES,
         "trace_id": trace_id,
         "services": list(services),
-        "since": within.since - EXEMPLAR_BEFORE,
-        "until": within.until + EXEMPLAR_AFTER,
+        "since": spans.since - EXEMPLAR_BEFORE,
+        "until": spans.until + EXEMPLAR_AFTER,
     }
-    return [
-        ExemplarRow(str(metric), str(service) or None, float(value), _utc(at), _span_id(span_id))
-        for metric, service, value, at, span_id in store.rows(_exemplars_sql(store), parameters)
-    ]
+    found: dict[ExemplarRow, None] = {}
+    for metric, service, values, times, span_ids, trace_ids in store.rows(EXEMPLAR_POINTS, parameters):
+        for value, at, span_id, exemplar_trace in zip(values, times, span_ids, trace_ids, strict=True):
+            if exemplar_trace == trace_id:
+                found.setdefault(ExemplarRow(str(metric), _text(service), float(value), _utc(at), _span_id(span_id)))
+    return sorted(found, key=lambda e: (e.at, e.metric, e.service or "", e.value))
 
 
 def _span_id(value: Any) -> str | None:
     # Exemplar ids are stored as hex even when zero (SCHEMA.md): a zero id is no span.
     text = str(value)
-    return None if not text or not text.strip("0") else text
+    return text if text.strip("0") else None
 
 
 DEPLOY_CANDIDATES = """
