@@ -15,10 +15,14 @@ from correlator.cli.common import DEFAULT_URL, JsonOption, TokenOption, UrlOptio
 ERROR_STYLE = "red"
 
 
+def _at(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
 def _clock(value: str) -> str:
     """A time inside a trace to the millisecond: `08:00:00.125`."""
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).strftime("%H:%M:%S.%f")[:-3]
+        return _at(value).strftime("%H:%M:%S.%f")[:-3]
     except ValueError:
         return value
 
@@ -60,27 +64,44 @@ def trace_tree(trace: dict[str, Any]) -> Tree:
             style="bold red" if trace["error"] else "bold",
         )
     )
+    spans: list[dict[str, Any]] = trace["spans"]
+    ids = {span["span_id"] for span in spans}
+    first_root = next((span["span_id"] for span in spans if span["parent_span_id"] is None), None)
+    children: dict[str | None, list[dict[str, Any]]] = {}
+    for span in spans:
+        parent = span["parent_span_id"]
+        if parent is not None and parent not in ids:
+            parent = first_root  # an orphan hangs under the root, as the API orders it
+        children.setdefault(parent, []).append(span)
     logs_by_span: dict[str | None, list[dict[str, Any]]] = {}
     for log in trace["logs"]:
         logs_by_span.setdefault(log["span_id"], []).append(log)
-    nodes: dict[str, Tree] = {}
-    first_root: Tree | None = None
-    for span in trace["spans"]:
-        parent = span["parent_span_id"]
-        # Spans come depth first, so a parent that arrived is already placed.
-        under = root if parent is None else nodes.get(parent) or first_root or root
-        node = under.add(_span_label(span))
-        if parent is None and first_root is None:
-            first_root = node
-        nodes[span["span_id"]] = node
-        for event in span["events"]:
-            node.add(_event_label(event))
-        for log in logs_by_span.pop(span["span_id"], []):
-            node.add(_log_label(log))
+
+    # Iterative, not recursive: a trace may nest deeper than Python's recursion limit.
+    pending = [(root.add(_span_label(span)), span) for span in children.get(None, [])]
+    placed = {span["span_id"] for _, span in pending}
+    while pending:
+        node, span = pending.pop(0)
+        # A span's events, logs and calls in the order they happened.
+        items: list[tuple[datetime, int, Text | dict[str, Any]]] = [
+            *((_at(e["at"]), 0, _event_label(e)) for e in span["events"]),
+            *((_at(log["timestamp"]), 1, _log_label(log)) for log in logs_by_span.pop(span["span_id"], [])),
+            *((_at(child["start"]), 2, child) for child in children.get(span["span_id"], [])),
+        ]
+        for _, _, item in sorted(items, key=lambda entry: entry[:2]):
+            if isinstance(item, Text):
+                node.add(item)
+            elif item["span_id"] not in placed:
+                placed.add(item["span_id"])
+                pending.append((node.add(_span_label(item)), item))
+    for span in spans:  # caught in a parent cycle (bad data): shown, not lost
+        if span["span_id"] not in placed:
+            placed.add(span["span_id"])
+            root.add(_span_label(span))
     loose = [log for logs in logs_by_span.values() for log in logs]
     if loose:
         branch = root.add(Text("logs outside any span of the trace", style="bold"))
-        for log in sorted(loose, key=lambda entry: str(entry["timestamp"])):
+        for log in sorted(loose, key=lambda entry: _at(entry["timestamp"])):
             branch.add(_log_label(log))
     if trace["exemplars"]:
         branch = root.add(Text("exemplars", style="bold"))
