@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from correlator.cli import deploys, health, incidents, reports, topology, trace
+from correlator.cli import demo, deploys, health, incidents, reports, topology, trace
 from correlator.cli.client import ApiClient, ClientError
 from correlator.cli.common import JsonOption, TokenOption, UrlOption, err, fail, out
 
@@ -20,6 +20,7 @@ app.add_typer(reports.app, name="report")
 app.command("health")(health.health)
 app.command("trace")(trace.trace)
 app.command("topology")(topology.topology)
+app.command("demo")(demo.demo)
 
 
 @app.command()
