@@ -5,8 +5,13 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
 
 from correlator.api.server import Server
+from tests.conftest import start_server
 from tests.processes import correlator_command
 
 WIDE = {**os.environ, "COLUMNS": "250"}
@@ -38,8 +43,17 @@ def test_the_demo_on_its_own_store_finds_the_bad_deploy_and_replays_the_same_sto
     assert trace_line.findall(again.stdout) == trace_line.findall(out) != []
 
 
-def test_the_demo_replays_into_a_running_correlator(server: Server) -> None:
-    result = run_demo("--url", server.url())
+@pytest.fixture
+def default_server(data_dir: Path) -> Iterator[Server]:
+    """A server with the default ingest settings (the session's sends even small batches to the engine path,
+    whose fixed cost per insert would make the demo's hundreds of small requests slow)."""
+    running = start_server(data_dir, engine_parsing_min_records=8192)
+    yield running
+    running.stop()
+
+
+def test_the_demo_replays_into_a_running_correlator(default_server: Server) -> None:
+    result = run_demo("--url", default_server.url())
     assert result.returncode == 0, result.stderr
     assert "Top suspect: payments 2.3.0" in result.stdout
-    assert f"--url {server.url()}" in result.stdout
+    assert f"--url {default_server.url()}" in result.stdout
