@@ -237,7 +237,7 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Scenario:
     """What was sent, and the ids the API gave back."""
 
@@ -298,17 +298,17 @@ class Fleet:
         attributes: dict[str, Any] | None = None,
     ) -> Span:
         """A span of (service, version, environment); `error` = (exception type, message) makes it fail."""
-        name_, version, environment = service
-        provider = self.providers.get((name_, version))
+        service_name, version, environment = service
+        provider = self.providers.get((service_name, version))
         if provider is None:
-            resource = {"service.name": name_, "deployment.environment.name": environment}
+            resource = {"service.name": service_name, "deployment.environment.name": environment}
             if version:
                 resource["service.version"] = version
             provider = TracerProvider(resource=Resource.create(resource))
             provider.add_span_processor(
                 BatchSpanProcessor(OTLPSpanExporter(endpoint=self.url + "/v1/traces"), max_queue_size=100_000)
             )
-            self.providers[(name_, version)] = provider
+            self.providers[(service_name, version)] = provider
         context = trace.set_span_in_context(parent) if parent is not None else None
         span = provider.get_tracer("dashboards-test").start_span(name, context, kind, attributes, start_time=ns(start))
         if error is not None:
