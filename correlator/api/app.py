@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import anyio.to_thread
 from fastapi import Depends, FastAPI, Request
@@ -14,16 +14,26 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from correlator import __version__
 from correlator.api import deploys, incidents, otlp_http, reports, services, topology, traces, webhooks
-from correlator.api.deps import app_state, require_token
+from correlator.api.deps import api_errors, app_state, require_token
 from correlator.api.state import AppState
 from correlator.errors import BadRequest, CorrelatorError
 from correlator.service import store_status
 
+# What every /api route may answer besides its own statuses; OTLP and the probes have their own (or none).
+API_ERRORS = api_errors(
+    {
+        400: "a parameter or the body is not valid",
+        401: "the bearer token (or the webhook's proof) is missing or not valid",
+        403: "the token's scope does not allow this route (a read token on a write)",
+    }
+)
 
-class ApiError(BaseModel):
-    """The body of every /api error."""
 
-    error: dict[str, str]
+class Readiness(BaseModel):
+    """Whether the store answers with every migration applied, and why not."""
+
+    status: Literal["ready", "not_ready"]
+    detail: str
 
 
 def _error_response(error: CorrelatorError) -> JSONResponse:
@@ -57,7 +67,6 @@ def create_app(state: AppState) -> FastAPI:
         title="correlator",
         version=__version__,
         description="Links logs, metrics and traces by trace id, service and deploy id. See API.md.",
-        responses={400: {"model": ApiError}, 401: {"model": ApiError}, 403: {"model": ApiError}},
     )
     app.state.correlator = state
 
@@ -78,26 +87,35 @@ def create_app(state: AppState) -> FastAPI:
         return _error_response(BadRequest(problems or "the request is not valid"))
 
     app.include_router(otlp_http.router)
-    app.include_router(deploys.router)
-    app.include_router(incidents.router)
-    app.include_router(webhooks.router)
-    app.include_router(services.router)
-    app.include_router(traces.router)
-    app.include_router(topology.router)
-    app.include_router(reports.router)
+    for router in (deploys, incidents, webhooks, services, traces, topology, reports):
+        app.include_router(router.router, responses=API_ERRORS)
 
     @app.get("/healthz", tags=["ops"], summary="The process is alive")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["ops"], summary="The store answers and every migration is applied")
+    @app.get(
+        "/readyz",
+        tags=["ops"],
+        summary="The store answers and every migration is applied",
+        response_model=Readiness,
+        responses={
+            503: {"model": Readiness, "description": "not ready: the store does not answer or lacks migrations"}
+        },
+    )
     async def readyz(request: Request) -> JSONResponse:
         ready, detail = await anyio.to_thread.run_sync(store_status.readiness, app_state(request).store)
         return JSONResponse(
             {"status": "ready" if ready else "not_ready", "detail": detail}, status_code=200 if ready else 503
         )
 
-    @app.get("/metrics", tags=["ops"], summary="The correlator's own metrics, Prometheus text format")
+    @app.get(
+        "/metrics",
+        tags=["ops"],
+        summary="The correlator's own metrics, Prometheus text format",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     async def metrics(request: Request) -> Response:
         # The headline gauges read the store: not on the event loop.
         text = await anyio.to_thread.run_sync(generate_latest, app_state(request).metrics.registry)
@@ -108,6 +126,7 @@ def create_app(state: AppState) -> FastAPI:
         tags=["store"],
         summary="What the store holds: schema version and rows per table",
         dependencies=[Depends(require_token)],
+        responses=API_ERRORS,
     )
     async def store_info(request: Request) -> StoreStatusOut:
         info: Any = await anyio.to_thread.run_sync(store_status.describe, app_state(request).store)

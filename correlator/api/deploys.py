@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from correlator.api.deps import app_state, instant, require_token, window
+from correlator.api.deps import api_errors, app_state, instant, require_token, window
 from correlator.correlate.impact import Impact, SideStats
 from correlator.events.records import DeployEvent
 from correlator.model import Deploy
@@ -154,7 +154,12 @@ class DeployDetail(DeployOut):
     impact: ImpactOut
 
 
-@router.post("/deploys", status_code=201, summary="Record a deploy (201 created, 200 merged into an existing one)")
+@router.post(
+    "/deploys",
+    status_code=201,
+    summary="Record a deploy (201 created, 200 merged into an existing one)",
+    responses={200: {"model": DeployRecorded, "description": "merged into an existing deploy"}},
+)
 async def record_deploy(body: DeployIn, request: Request) -> JSONResponse:
     now = utc_now()
     event = DeployEvent(
@@ -191,7 +196,11 @@ async def list_deploys(
     return DeployList(deploys=[DeployOut.of(d) for d in deploys])
 
 
-@router.get("/deploys/{deploy_id}", summary="One deploy, with its impact")
+@router.get(
+    "/deploys/{deploy_id}",
+    summary="One deploy, with its impact",
+    responses=api_errors({404: "no deploy with this id"}),
+)
 async def show_deploy(deploy_id: str, request: Request) -> DeployDetail:
     deploy, impact = await anyio.to_thread.run_sync(app_state(request).deploys.detail, deploy_id)
     return DeployDetail(**DeployOut.of(deploy).model_dump(), impact=ImpactOut.of(impact))

@@ -1,13 +1,26 @@
-"""What routes depend on: the app's state, the bearer-token check, and request-time parsing of times."""
+"""What routes depend on: the app's state, the bearer-token check, request-time parsing of times, error bodies."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from fastapi import Request
+from pydantic import BaseModel
 
 from correlator.api.state import AppState
 from correlator.events.times import Window, parse_instant, parse_window
+
+
+class ApiError(BaseModel):
+    """The body of every /api error."""
+
+    error: dict[str, str]
+
+
+def api_errors(described: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """A route's `responses=` for the error statuses it answers, each with the /api error body."""
+    return {status: {"model": ApiError, "description": text} for status, text in described.items()}
 
 
 def app_state(request: Request) -> AppState:

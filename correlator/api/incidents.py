@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from correlator.api.deps import app_state, instant, require_token, window
+from correlator.api.deps import api_errors, app_state, instant, require_token, window
 from correlator.errors import BadRequest
 from correlator.model import Incident, IncidentAnalysis, TimelineEntry
 from correlator.service.analysis import AnalysedIncident
@@ -177,14 +177,24 @@ async def declare_incident(body: IncidentIn, request: Request) -> IncidentCreate
     return IncidentCreated(incident_id=incident_id)
 
 
-@router.post("/incidents/{incident_id}/notes", status_code=201, summary="Add a note to an incident's timeline")
+@router.post(
+    "/incidents/{incident_id}/notes",
+    status_code=201,
+    summary="Add a note to an incident's timeline",
+    response_model=IncidentCreated,
+    responses=api_errors({404: "no incident with this id"}),
+)
 async def add_note(incident_id: str, body: NoteIn, request: Request) -> JSONResponse:
     at = instant(body.at, "at", utc_now())
     await anyio.to_thread.run_sync(partial(app_state(request).incidents.add_note, incident_id, body.text, at))
     return JSONResponse({"incident_id": incident_id}, status_code=201)
 
 
-@router.post("/incidents/{incident_id}/cause", summary="Name the deploy that caused an incident, by hand")
+@router.post(
+    "/incidents/{incident_id}/cause",
+    summary="Name the deploy that caused an incident, by hand",
+    responses=api_errors({404: "no incident, or no deploy, with this id"}),
+)
 async def set_cause(incident_id: str, body: CauseIn, request: Request) -> IncidentSummary:
     change = partial(app_state(request).incidents.set_cause, incident_id, body.deploy_id)
     return IncidentSummary.of(await anyio.to_thread.run_sync(change))
@@ -193,7 +203,7 @@ async def set_cause(incident_id: str, body: CauseIn, request: Request) -> Incide
 @router.post(
     "/incidents/{incident_id}/{transition}",
     summary="Acknowledge, mitigate or resolve an incident (409 when its state does not allow it)",
-    responses={409: {"description": "the incident's state does not allow this transition"}},
+    responses=api_errors({404: "no incident with this id", 409: "the incident's state does not allow this transition"}),
 )
 async def transition_incident(
     incident_id: str,
@@ -232,7 +242,11 @@ async def list_incidents(
     return IncidentList(incidents=[IncidentSummary.of(i.incident, i.analysis) for i in found])
 
 
-@router.get("/incidents/{incident_id}", summary="One incident with its timeline, suspects and evidence")
+@router.get(
+    "/incidents/{incident_id}",
+    summary="One incident with its timeline, suspects and evidence",
+    responses=api_errors({404: "no incident with this id"}),
+)
 async def show_incident(incident_id: str, request: Request) -> IncidentDetail:
     detail = await anyio.to_thread.run_sync(app_state(request).analyses.detail, incident_id)
     return IncidentDetail.of_detail(detail)

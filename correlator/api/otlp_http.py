@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request, Response
 
 from correlator.api.state import AppState
@@ -11,6 +13,49 @@ from correlator.otlp.decode import Encoding, Signal, parse_content_type, status_
 router = APIRouter(tags=["otlp"])
 # Status codes of google.rpc.Code used in error bodies.
 _RPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 413: 8, 415: 3, 429: 8, 503: 14}
+
+# Bodies are encoded like the request: protobuf bytes, or OTLP JSON.
+_PROTOBUF = {"schema": {"type": "string", "format": "binary"}}
+_STATUS_JSON = {
+    "schema": {
+        "type": "object",
+        "description": "a google.rpc.Status",
+        "properties": {"code": {"type": "integer"}, "message": {"type": "string"}, "details": {"type": "array"}},
+    }
+}
+
+
+def _status(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/x-protobuf": _PROTOBUF, "application/json": _STATUS_JSON},
+    }
+
+
+_OTLP_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-protobuf": _PROTOBUF,
+            "application/json": {"schema": {"type": "object", "description": "OTLP JSON"}},
+        },
+    }
+}
+_OTLP_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "stored; partialSuccess counts the records rejected",
+        "content": {
+            "application/x-protobuf": _PROTOBUF,
+            "application/json": {"schema": {"type": "object", "properties": {"partialSuccess": {"type": "object"}}}},
+        },
+    },
+    400: _status("the body cannot be decoded"),
+    401: _status("the bearer token is missing or not valid"),
+    403: _status("the token's scope does not allow writes"),
+    413: _status("the body is over the size limit (after decompression)"),
+    415: _status("another content type or content encoding"),
+    503: _status("the write queue is full; retry after Retry-After seconds"),
+}
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -65,16 +110,34 @@ _DESCRIPTION = (
 )
 
 
-@router.post("/v1/traces", summary="OTLP/HTTP traces", description=_DESCRIPTION.format(signal="Trace"))
+@router.post(
+    "/v1/traces",
+    responses=_OTLP_RESPONSES,
+    openapi_extra=_OTLP_OPENAPI,
+    summary="OTLP/HTTP traces",
+    description=_DESCRIPTION.format(signal="Trace"),
+)
 async def export_traces(request: Request) -> Response:
     return await _export(request, Signal.TRACES)
 
 
-@router.post("/v1/logs", summary="OTLP/HTTP logs", description=_DESCRIPTION.format(signal="Logs"))
+@router.post(
+    "/v1/logs",
+    responses=_OTLP_RESPONSES,
+    openapi_extra=_OTLP_OPENAPI,
+    summary="OTLP/HTTP logs",
+    description=_DESCRIPTION.format(signal="Logs"),
+)
 async def export_logs(request: Request) -> Response:
     return await _export(request, Signal.LOGS)
 
 
-@router.post("/v1/metrics", summary="OTLP/HTTP metrics", description=_DESCRIPTION.format(signal="Metrics"))
+@router.post(
+    "/v1/metrics",
+    responses=_OTLP_RESPONSES,
+    openapi_extra=_OTLP_OPENAPI,
+    summary="OTLP/HTTP metrics",
+    description=_DESCRIPTION.format(signal="Metrics"),
+)
 async def export_metrics(request: Request) -> Response:
     return await _export(request, Signal.METRICS)

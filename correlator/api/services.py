@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 
 from correlator.api.deploys import DeployOut
-from correlator.api.deps import app_state, require_token, window
+from correlator.api.deps import api_errors, app_state, require_token, window
 from correlator.api.incidents import ErrorTypeOut, IncidentSummary
 from correlator.service.clock import utc_now
 from correlator.service.health import ServiceHealth
@@ -94,7 +94,11 @@ async def list_services(request: Request, since: str | None = SINCE, until: str 
     return ServiceList(services=[ServiceHealthOut.of(h) for h in healths])
 
 
-@router.get("/services/{service}/health", summary="One service's health (404 for a service never seen)")
+@router.get(
+    "/services/{service}/health",
+    summary="One service's health (404 for a service never seen)",
+    responses=api_errors({404: "no telemetry, deploy or incident ever named this service"}),
+)
 async def service_health(
     service: str, request: Request, since: str | None = SINCE, until: str | None = UNTIL
 ) -> ServiceHealthOut:

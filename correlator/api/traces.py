@@ -8,7 +8,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, Field
 
-from correlator.api.deps import app_state, require_token
+from correlator.api.deps import api_errors, app_state, require_token
 from correlator.service.traces import TraceView, parse_trace_id, trace_view
 
 router = APIRouter(prefix="/api/v1", tags=["traces"], dependencies=[Depends(require_token)])
@@ -124,7 +124,7 @@ class TraceOut(BaseModel):
 @router.get(
     "/traces/{trace_id}",
     summary="One trace: its spans as a tree, its logs, exemplars, and the deploy each service ran",
-    responses={404: {"description": "no span of this trace is stored"}},
+    responses=api_errors({404: "no span of this trace is stored"}),
 )
 async def show_trace(request: Request, trace_id: str = Path(description="32 hex digits, any case")) -> TraceOut:
     state = app_state(request)

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from correlator.api.deps import app_state
+from correlator.api.deps import api_errors, app_state
 from correlator.api.state import AppState
 from correlator.errors import CorrelatorError, PayloadTooLarge, UnsupportedMediaType
 from correlator.events.options import WebhookOptions
@@ -122,6 +122,10 @@ for _source in WEBHOOKS:
         description=f"Authenticated by a write token{proof}. 201 when it created a record, else 200.",
         response_model=WebhookOutcome,
         status_code=201,
+        responses={
+            200: {"model": WebhookOutcome, "description": "nothing created: a duplicate, ignored or an update"},
+            **api_errors({413: "the body is over the webhook size limit", 415: "the body is not JSON"}),
+        },
         openapi_extra={
             "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
         },
