@@ -137,4 +137,18 @@ def create_app(state: AppState) -> FastAPI:
             tables=[TableRowsOut(table=t.table, rows=t.rows) for t in info.tables],
         )
 
+    generate_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        # Validation errors are 400 in the /api error shape (above): FastAPI's 422 is never answered.
+        if app.openapi_schema is None:
+            document = generate_openapi()
+            for item in document["paths"].values():
+                for operation in item.values():
+                    operation["responses"].pop("422", None)
+            for name in ("HTTPValidationError", "ValidationError"):
+                document.get("components", {}).get("schemas", {}).pop(name, None)
+        return app.openapi_schema or generate_openapi()
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
