@@ -24,7 +24,10 @@ def parse_duration(text: str) -> timedelta:
     match = _DURATION.match(text)
     if match is None:
         raise BadRequest(f"expected a duration like '15m', '1h' or '7d', got {text!r}")
-    return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    try:
+        return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    except OverflowError:
+        raise BadRequest(f"expected a duration of at most {timedelta.max.days} days, got {text!r}") from None
 
 
 def parse_instant(text: str, *, field: str, now: datetime) -> datetime | None:
@@ -39,7 +42,11 @@ def parse_instant(text: str, *, field: str, now: datetime) -> datetime | None:
         raise BadRequest(f"{field}: expected an RFC 3339 time like '2026-11-26T08:00:00Z', got {text!r}") from None
     if value.tzinfo is None:
         raise BadRequest(f"{field}: expected a time with an offset ('Z' or '+01:00'), got {text!r}")
-    return check_bounds(value.astimezone(UTC), field=field, now=now)
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-01:00 is past the last year a datetime holds
+        raise BadRequest(f"{field}: {text!r} is past the year 9999") from None
+    return check_bounds(value, field=field, now=now)
 
 
 def check_bounds(value: datetime, *, field: str, now: datetime) -> datetime:
@@ -54,7 +61,10 @@ def check_bounds(value: datetime, *, field: str, now: datetime) -> datetime:
 def parse_time_or_ago(text: str, *, field: str, now: datetime) -> datetime:
     """`since`/`until`: an RFC 3339 time, or a duration back from now."""
     if _DURATION.match(text):
-        return now - parse_duration(text)
+        try:
+            return now - parse_duration(text)
+        except OverflowError:
+            raise BadRequest(f"{field}: {text!r} back from now is before the year 1") from None
     value = parse_instant(text, field=field, now=now)
     if value is None:
         raise BadRequest(f"{field}: the zero time is not a bound")
