@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from correlator.errors import BadRequest
+from correlator.errors import BadRequest, CorrelatorError
 from correlator.events.times import parse_duration, parse_instant, parse_time_or_ago, parse_window
+from correlator.otlp.decode import Encoding, Signal, decode_request
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -36,3 +37,15 @@ def test_an_instant_past_the_year_9999_in_utc_is_a_400() -> None:
 def test_an_overlong_duration_is_a_400() -> None:
     with pytest.raises(BadRequest, match="at most 999999999 days"):
         parse_duration("9" * 30 + "s")
+
+
+def _refused(signal: Signal, body: bytes, encoding: Encoding = Encoding.JSON) -> CorrelatorError:
+    with pytest.raises(CorrelatorError) as caught:
+        decode_request(signal, body, encoding)
+    assert caught.value.status_code == 400
+    return caught.value
+
+
+def test_a_json_integer_of_more_digits_than_python_converts_is_a_400() -> None:
+    body = b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"startTimeUnixNano": ' + b"1" * 5000 + b"}]}]}]}"
+    assert "not valid JSON" in _refused(Signal.TRACES, body).message

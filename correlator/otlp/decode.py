@@ -95,7 +95,8 @@ def decode_request(signal: Signal, body: bytes, encoding: Encoding) -> Message:
         return message
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+    # ValueError: also an integer of more digits than Python converts (4300), which is not a JSONDecodeError.
+    except (ValueError, RecursionError) as e:
         raise UndecodableBody(f"the body is not valid JSON: {e}") from e
     if not isinstance(document, dict):
         raise UndecodableBody(f"expected a JSON object {message.DESCRIPTOR.name}, got {type(document).__name__}")
