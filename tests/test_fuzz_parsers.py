@@ -49,3 +49,9 @@ def _refused(signal: Signal, body: bytes, encoding: Encoding = Encoding.JSON) ->
 def test_a_json_integer_of_more_digits_than_python_converts_is_a_400() -> None:
     body = b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"startTimeUnixNano": ' + b"1" * 5000 + b"}]}]}]}"
     assert "not valid JSON" in _refused(Signal.TRACES, body).message
+
+
+def test_a_json_integer_too_large_for_a_double_field_is_a_400() -> None:
+    value = b'{"doubleValue": 1' + b"0" * 400 + b"}"
+    body = b'{"resourceSpans": [{"resource": {"attributes": [{"key": "a", "value": ' + value + b"}]}}]}"
+    assert "not an OTLP JSON" in _refused(Signal.TRACES, body).message

@@ -104,7 +104,8 @@ def decode_request(signal: Signal, body: bytes, encoding: Encoding) -> Message:
         fill(message, document, message.DESCRIPTOR.name)
     except UndecodableBody as e:
         raise UndecodableBody(f"the body is not an OTLP JSON {message.DESCRIPTOR.name}: {e.message}") from e
-    except (RecursionError, ValueError, TypeError) as e:
+    # OverflowError: an integer too large for a double field (float(10**400)).
+    except (RecursionError, ValueError, TypeError, OverflowError) as e:
         raise UndecodableBody(f"the body is not an OTLP JSON {message.DESCRIPTOR.name}: {e}") from e
     return message
 
