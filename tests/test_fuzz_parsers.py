@@ -5,7 +5,10 @@ This first part holds the crashes the fuzzing found, as fixed examples; the fuzz
 
 from __future__ import annotations
 
+import copy
+import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -55,3 +58,27 @@ def test_a_json_integer_too_large_for_a_double_field_is_a_400() -> None:
     value = b'{"doubleValue": 1' + b"0" * 400 + b"}"
     body = b'{"resourceSpans": [{"resource": {"attributes": [{"key": "a", "value": ' + value + b"}]}}]}"
     assert "not an OTLP JSON" in _refused(Signal.TRACES, body).message
+
+
+def _nested_arrays(arrays: int) -> bytes:
+    """A trace request whose resource attribute nests `arrays` arrays: its messages are 4 + 2 * arrays deep."""
+    value: dict[str, Any] = {"stringValue": "x"}
+    for _ in range(arrays):
+        value = {"arrayValue": {"values": [value]}}
+    span = {"traceId": "01" * 16, "spanId": "01" * 8, "name": "s", "startTimeUnixNano": "1", "endTimeUnixNano": "2"}
+    resource = {"attributes": [{"key": "deep", "value": value}]}
+    return json.dumps({"resourceSpans": [{"resource": resource, "scopeSpans": [{"spans": [span]}]}]}).encode()
+
+
+def test_json_nested_deeper_than_protobuf_decodes_is_a_400_like_the_protobuf() -> None:
+    # The engine path queues the protobuf serialization of a JSON body and re-parses it when it falls back to
+    # the Python mapping; a body nested past protobuf's limit failed there: a 503 for every request of the batch.
+    deepest = decode_request(Signal.TRACES, _nested_arrays(48), Encoding.JSON)  # messages 100 deep
+    assert decode_request(Signal.TRACES, deepest.SerializeToString(), Encoding.PROTOBUF) == deepest
+    assert "nested more than 100 deep" in _refused(Signal.TRACES, _nested_arrays(49)).message
+    too_deep = copy.deepcopy(deepest)
+    innermost = too_deep.resource_spans[0].resource.attributes[0].value
+    while innermost.HasField("array_value"):
+        innermost = innermost.array_value.values[0]
+    innermost.array_value.values.add().string_value = "x"
+    _refused(Signal.TRACES, too_deep.SerializeToString(), Encoding.PROTOBUF)

@@ -31,6 +31,9 @@ _INTEGER_TYPES = frozenset(
 )  # fmt: skip
 _FLOAT_TYPES = frozenset({FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT})
 _SPECIAL_FLOATS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+# The deepest message protobuf decodes (upb's default limit; the request is depth 0). A JSON body nested deeper
+# would be accepted here and then fail where the engine path re-reads its protobuf serialization.
+MAX_DEPTH = 100
 
 
 @functools.cache
@@ -103,10 +106,12 @@ def _type_word(field: FieldDescriptor) -> str:
     }.get(field.type, "float" if field.type in _FLOAT_TYPES else "integer")
 
 
-def fill(message: Message, document: Any, path: str) -> None:
+def fill(message: Message, document: Any, path: str, depth: int = 0) -> None:
     """Set a message's fields from a decoded JSON object."""
     if not isinstance(document, dict):
         raise UndecodableBody(f"{path}: expected a JSON object, got {type(document).__name__}")
+    if depth > MAX_DEPTH:
+        raise UndecodableBody(f"{path}: messages nested more than {MAX_DEPTH} deep")
     fields = _fields(message.DESCRIPTOR)
     for key, value in document.items():
         field = fields.get(key)
@@ -120,12 +125,12 @@ def fill(message: Message, document: Any, path: str) -> None:
             container = getattr(message, field.name)
             if is_message:
                 for index, item in enumerate(value):
-                    fill(container.add(), item, f"{where}[{index}]")
+                    fill(container.add(), item, f"{where}[{index}]", depth + 1)
             else:
                 container.extend(_scalar(field, item, f"{where}[{index}]") for index, item in enumerate(value))
         elif is_message:
             child = getattr(message, field.name)
             child.SetInParent()  # present even when empty: an empty arrayValue is still an array
-            fill(child, value, where)
+            fill(child, value, where, depth + 1)
         else:
             setattr(message, field.name, _scalar(field, value, where))
