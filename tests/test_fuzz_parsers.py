@@ -10,11 +10,17 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
+from google.protobuf.message import Message
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
+from correlator.api.server import Server
 from correlator.errors import BadRequest, CorrelatorError
 from correlator.events.times import parse_duration, parse_instant, parse_time_or_ago, parse_window
 from correlator.otlp.decode import Encoding, Signal, decode_request
+from tests.conftest import query
+from tests.factories import any_value, logs_request, span, traces_request
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -82,3 +88,33 @@ def test_json_nested_deeper_than_protobuf_decodes_is_a_400_like_the_protobuf() -
         innermost = innermost.array_value.values[0]
     innermost.array_value.values.add().string_value = "x"
     _refused(Signal.TRACES, too_deep.SerializeToString(), Encoding.PROTOBUF)
+
+
+def _post_protobuf(server: Server, signal: str, message: Message) -> httpx.Response:
+    headers = {"Content-Type": "application/x-protobuf"}
+    return httpx.post(f"{server.url()}/v1/{signal}", content=message.SerializeToString(), headers=headers, timeout=60)
+
+
+def test_nanosecond_times_past_2_63_are_stored_wrapped_on_both_ingest_paths(
+    any_path_server: Server, service_name: str
+) -> None:
+    # The exporter writes int64(ns) (and so does the engine path); the Python mapping sent the unsigned value,
+    # which does not fit a DateTime64(9): the insert failed and the whole batch got a 503.
+    late = span(start=2**64 - 2, duration_ns=1)
+    late.events.add(time_unix_nano=2**63, name="wrapped")
+    assert _post_protobuf(any_path_server, "traces", traces_request(service_name, [late])).status_code == 200
+    record = LogRecord(time_unix_nano=2**64 - 1, body=any_value("late"))
+    assert _post_protobuf(any_path_server, "logs", logs_request(service_name, [record])).status_code == 200
+    spans = query(
+        any_path_server,
+        "SELECT toUnixTimestamp64Nano(Timestamp), arrayMap(t -> toUnixTimestamp64Nano(t), Events.Timestamp), Duration"
+        " FROM otel.otel_traces WHERE ServiceName = {s:String}",
+        s=service_name,
+    )
+    assert spans == [(-2, [-(2**63)], 1)]
+    logs = query(
+        any_path_server,
+        "SELECT toUnixTimestamp64Nano(Timestamp) FROM otel.otel_logs WHERE ServiceName = {s:String}",
+        s=service_name,
+    )
+    assert logs == [(-1,)]

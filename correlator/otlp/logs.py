@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from correlator.otlp.rows import ColumnBlock, Mapped, hex_id
+from correlator.otlp.rows import ColumnBlock, Mapped, hex_id, signed_ns
 from correlator.otlp.values import as_string, attributes_map
 
 LOG_COLUMNS = (
@@ -40,7 +40,7 @@ def map_logs(request: Any, table: str = "otel_logs") -> Mapped:
                 if problem:
                     mapped.reject(problem)
                     continue
-                ts.append(record.time_unix_nano or record.observed_time_unix_nano)
+                ts.append(signed_ns(record.time_unix_nano or record.observed_time_unix_nano))
                 trace_ids.append(hex_id(record.trace_id))
                 span_ids.append(hex_id(record.span_id))
                 flags.append(record.flags & 0xFF)

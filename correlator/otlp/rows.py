@@ -50,6 +50,15 @@ class Mapped:
         return f"{self.rejected} record(s) rejected: " + "; ".join(self.reasons)
 
 
+def signed_ns(ns: int) -> int:
+    """fixed64 Unix nanoseconds as the exporter writes them to a DateTime64(9): Go's int64(ns), so past 2**63 wraps.
+
+    The engine path does the same (reinterpretAsInt64); the unwrapped value does not fit the column and failed the
+    insert of a whole batch.
+    """
+    return ns - (1 << 64) if ns >= 1 << 63 else ns
+
+
 def hex_id(raw: bytes) -> str:
     """An id as the exporter writes it: lowercase hex, '' for an empty or all-zero id."""
     return raw.hex() if raw.strip(b"\x00") else ""

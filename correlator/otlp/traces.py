@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from correlator.otlp.rows import ColumnBlock, Mapped, hex_id
+from correlator.otlp.rows import ColumnBlock, Mapped, hex_id, signed_ns
 from correlator.otlp.values import attributes_map
 
 TRACE_COLUMNS = (
@@ -48,7 +48,7 @@ def map_traces(request: Any, table: str = "otel_traces") -> Mapped:
                     mapped.reject(problem)
                     continue
                 start = span.start_time_unix_nano
-                ts.append(start)
+                ts.append(signed_ns(start))
                 trace_ids.append(hex_id(span.trace_id))
                 span_ids.append(hex_id(span.span_id))
                 parents.append(hex_id(span.parent_span_id))
@@ -66,7 +66,7 @@ def map_traces(request: Any, table: str = "otel_traces") -> Mapped:
                 status_codes.append(STATUS_CODES[code] if 0 <= code < 3 else "")
                 status_messages.append(span.status.message)
                 events = span.events
-                ev_ts.append([e.time_unix_nano for e in events])
+                ev_ts.append([signed_ns(e.time_unix_nano) for e in events])
                 ev_names.append([e.name for e in events])
                 ev_attrs.append([attributes_map(e.attributes) for e in events])
                 links = span.links
