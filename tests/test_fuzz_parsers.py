@@ -13,6 +13,10 @@ from typing import Any
 import httpx
 import pytest
 from google.protobuf.message import Message
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from correlator.api.server import Server
@@ -20,7 +24,7 @@ from correlator.errors import BadRequest, CorrelatorError
 from correlator.events.times import parse_duration, parse_instant, parse_time_or_ago, parse_window
 from correlator.otlp.decode import Encoding, Signal, decode_request
 from tests.conftest import query
-from tests.factories import any_value, logs_request, span, traces_request
+from tests.factories import T0, any_value, key_values, logs_request, span, traces_request
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -118,3 +122,35 @@ def test_nanosecond_times_past_2_63_are_stored_wrapped_on_both_ingest_paths(
         s=service_name,
     )
     assert logs == [(-1,)]
+
+
+def _metrics_request(service: str, time_ns: int, exemplar_ns: int) -> ExportMetricsServiceRequest:
+    request = ExportMetricsServiceRequest()
+    resource_metrics = request.resource_metrics.add()
+    resource_metrics.resource.attributes.extend(key_values({"service.name": service}))
+    metrics = resource_metrics.scope_metrics.add().metrics
+    gauge = metrics.add(name="late.gauge").gauge.data_points.add(time_unix_nano=time_ns, as_int=1)
+    gauge.exemplars.add(time_unix_nano=exemplar_ns, as_double=1.0)
+    metrics.add(name="late.summary").summary.data_points.add(time_unix_nano=time_ns, count=1)
+    return request
+
+
+def test_metric_points_past_2106_are_rejected_not_a_failed_batch(any_path_server: Server, service_name: str) -> None:
+    # TimeUnix is a DateTime (UInt32 seconds): such a point failed the insert and the whole batch got a 503. The
+    # engine path leaves these points to the Python mapping, which now rejects them (partial success).
+    in_range = _metrics_request(service_name, T0, T0)
+    late = _metrics_request(service_name, 2**32 * 10**9, T0)
+    late_exemplar = _metrics_request(service_name, T0, 2**64 - 1)
+    late_exemplar.resource_metrics[0].scope_metrics[0].metrics.pop()  # the summary has no exemplars
+    for request, rejected in ((in_range, 0), (late, 2), (late_exemplar, 1)):
+        response = _post_protobuf(any_path_server, "metrics", request)
+        assert response.status_code == 200
+        answer = ExportMetricsServiceResponse.FromString(response.content)
+        assert answer.partial_success.rejected_data_points == rejected
+        if rejected:
+            assert "past 2106-02-07" in answer.partial_success.error_message
+    for table in ("otel_metrics_gauge", "otel_metrics_summary"):
+        rows = query(
+            any_path_server, f"SELECT count() FROM otel.{table} WHERE ServiceName = {{s:String}}", s=service_name
+        )
+        assert rows == [(1,)]
