@@ -276,3 +276,23 @@ def test_a_webhook_with_a_secret_refuses_a_bad_proof(
     accepted = httpx.post(url, content=body, headers={**json_type, **proof(source, body)})
     assert accepted.status_code == 201, accepted.text
     assert _state_of(server, seeded) != before
+
+
+WRITES = [(method, path) for method, path in GUARDED if method not in ("GET", "HEAD")]
+
+
+@pytest.mark.parametrize("content_type", ["application/json"])
+@pytest.mark.parametrize(("method", "path"), WRITES, ids=[f"{m} {p}" for m, p in WRITES])
+def test_a_bad_body_does_not_get_past_a_missing_token(
+    secured: Server, seeded: Seeded, method: str, path: str, content_type: str
+) -> None:
+    """Auth comes first: an unauthenticated caller learns nothing about its body (API.md, Auth: 401, 403)."""
+    url = secured.url() + _path_values(method, path, seeded)
+    headers = {"Content-Type": content_type}
+    for token, expected in ((None, 401), (READ, 403)):
+        response = httpx.request(method, url, content=b"{not json", headers={**headers, **_bearer(token)}, timeout=60)
+        assert response.status_code == expected, response.text
+    # With the right token the body is judged: a 4xx of its own (or ignored, as GitHub's unknown events are).
+    judged = httpx.request(method, url, content=b"{not json", headers={**headers, **_bearer(WRITE)}, timeout=60)
+    assert judged.status_code not in (401, 403), judged.text
+    assert judged.status_code < 500, judged.text

@@ -83,6 +83,14 @@ def create_app(state: AppState) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        # FastAPI decodes a JSON body before the route's dependencies run: check the token first, so a caller
+        # without the right one gets 401 or 403 (API.md, Auth) and learns nothing about its body.
+        route = request.scope.get("route")
+        if any(getattr(d, "dependency", None) is require_token for d in getattr(route, "dependencies", ())):
+            try:
+                await require_token(request)
+            except CorrelatorError as refused:
+                return _error_response(refused)
         problems = "; ".join(f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}" for item in error.errors())
         return _error_response(BadRequest(problems or "the request is not valid"))
 
