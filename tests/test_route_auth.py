@@ -281,7 +281,7 @@ def test_a_webhook_with_a_secret_refuses_a_bad_proof(
 WRITES = [(method, path) for method, path in GUARDED if method not in ("GET", "HEAD")]
 
 
-@pytest.mark.parametrize("content_type", ["application/json"])
+@pytest.mark.parametrize("content_type", ["application/json", "text/plain"])
 @pytest.mark.parametrize(("method", "path"), WRITES, ids=[f"{m} {p}" for m, p in WRITES])
 def test_a_bad_body_does_not_get_past_a_missing_token(
     secured: Server, seeded: Seeded, method: str, path: str, content_type: str

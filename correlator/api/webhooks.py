@@ -64,10 +64,13 @@ def authorize(state: AppState, source: str, body: bytes, headers: Mapping[str, s
         state.auth.check(authorization, "write")
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+def _require_json(request: Request) -> None:
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if content_type != "application/json" and not content_type.endswith("+json"):
         raise UnsupportedMediaType(f"webhooks take application/json, got {content_type!r}")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"the body is {declared} bytes; webhooks take at most {limit}")
@@ -92,7 +95,9 @@ def _route(source: str) -> Callable[[Request], Any]:
         try:
             body = await _read_body(request, state.settings.max_webhook_bytes)
             headers = {name.lower(): value for name, value in request.headers.items()}
+            # A proof needs the body (read within its size bound); what the body is, only a proven caller learns.
             authorize(state, source, body, headers)
+            _require_json(request)
             now: datetime = utc_now()
             delivery = WEBHOOKS[source](body, headers, now=now, options=_options(state))
         except CorrelatorError:
