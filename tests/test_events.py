@@ -649,7 +649,6 @@ ALERT_CASES = [
             alert(
                 PD_TRIGGERED,
                 action="resolved",
-                starts_at=PD_RESOLVED_AT,
                 ends_at=PD_RESOLVED_AT,
                 labels={k: v for k, v in PD_TRIGGERED.labels.items() if k != "pagerduty.priority"},
             ),
@@ -666,7 +665,7 @@ ALERT_CASES = [
             alert(
                 PD_TRIGGERED,
                 action="acknowledged",
-                starts_at=at("2026-04-28T10:06:12.481Z"),
+                ends_at=at("2026-04-28T10:06:12.481Z"),
                 service="Checkout API",
                 severity="p1",
                 labels={k: v for k, v in PD_TRIGGERED.labels.items() if k != "pagerduty.urgency"},

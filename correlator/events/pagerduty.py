@@ -1,9 +1,11 @@
 """PagerDuty V3 webhook incident events to alert events."""
 
 # Mapping: fingerprint = the incident id (so acknowledge and resolve find the incident by it); starts_at =
-# the incident's created_at for incident.triggered, event.occurred_at for the later transitions, which is
-# also ends_at of incident.resolved; severity = urgency, else the priority's name, lower case; service = the
-# PagerDuty service's name through the service map; other event types carry nothing we record.
+# the incident's created_at for every event, so that a resolution delivered before its trigger still opens the
+# incident when PagerDuty created it (else event.occurred_at); ends_at = event.occurred_at of
+# incident.acknowledged and incident.resolved, when the transition happened; severity = urgency, else the
+# priority's name, lower case; service = the PagerDuty service's name through the service map; other event
+# types carry nothing we record.
 
 from __future__ import annotations
 
@@ -34,8 +36,12 @@ def parse_pagerduty(
         return Delivery(delivery_id)
     incident = event.child("data")
     occurred_at = event.instant("occurred_at", now=now)
-    # A trigger opens the incident when PagerDuty created it; later transitions happen when they occurred.
-    starts_at = incident.instant("created_at", now=now) if action == "firing" else occurred_at
+    # The incident opened when PagerDuty created it, whichever of its events arrives first; later transitions
+    # happen when they occurred.
+    if action == "firing":
+        starts_at = incident.instant("created_at", now=now)
+    else:
+        starts_at = incident.optional_instant("created_at", now=now) or occurred_at
     service = incident.optional_child("service")
     service_name = service.optional_text("summary") if service else None
     priority = incident.optional_child("priority")
@@ -55,7 +61,7 @@ def parse_pagerduty(
         action=action,
         starts_at=starts_at,
         title=incident.text("title"),
-        ends_at=occurred_at if action == "resolved" else None,
+        ends_at=occurred_at if action != "firing" else None,
         service=options.service_name(service_name) if service_name else None,
         severity=severity.lower() if severity else None,
         labels={key: value for key, value in labels.items() if value},
