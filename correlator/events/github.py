@@ -36,10 +36,12 @@ def parse_github(
     """A GitHub delivery: `deployment` and `deployment_status` become a deploy; `ping` and the rest, nothing."""
     event = headers.get("x-github-event", "").strip()
     delivery_id = headers.get("x-github-delivery") or None
+    source = f"github {event or 'delivery'}"
+    # Every GitHub delivery is a JSON object: one that is not is refused (400) whatever its event, not ignored.
+    document = load_object(body, source=source)
     if event not in ("deployment", "deployment_status"):
         return Delivery(delivery_id)
-    source = f"github {event}"
-    root = Fields(load_object(body, source=source), source=source)
+    root = Fields(document, source=source)
     deployment = root.child("deployment")
     deployment_status = root.child("deployment_status") if event == "deployment_status" else None
     status: DeployStatus | None = None
