@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,8 +21,10 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from correlator.api.server import Server
-from correlator.errors import BadRequest, CorrelatorError
+from correlator.errors import BadRequest, CorrelatorError, UndecodableBody
+from correlator.events.github import parse_github
 from correlator.events.times import parse_duration, parse_instant, parse_time_or_ago, parse_window
+from correlator.events.webhooks import WEBHOOKS
 from correlator.otlp.decode import Encoding, Signal, decode_request
 from tests.conftest import query
 from tests.factories import T0, any_value, key_values, logs_request, span, traces_request
@@ -154,3 +157,20 @@ def test_metric_points_past_2106_are_rejected_not_a_failed_batch(any_path_server
             any_path_server, f"SELECT count() FROM otel.{table} WHERE ServiceName = {{s:String}}", s=service_name
         )
         assert rows == [(1,)]
+
+
+DEEP_JSON = b"[" * 100_000 + b"]" * 100_000
+WEBHOOK_SAMPLES = Path(__file__).parent / "fixtures" / "webhooks"
+
+
+@pytest.mark.parametrize("source", sorted(WEBHOOKS))
+def test_a_webhook_body_nested_past_the_recursion_limit_is_a_400(source: str) -> None:
+    with pytest.raises(UndecodableBody, match="not valid JSON"):
+        WEBHOOKS[source](DEEP_JSON, {"x-github-event": "deployment"}, now=NOW)
+
+
+def test_a_github_payload_string_nested_past_the_recursion_limit_is_ignored_like_any_bad_payload() -> None:
+    document = json.loads((WEBHOOK_SAMPLES / "github_deployment.json").read_text())
+    document["deployment"]["payload"] = DEEP_JSON.decode()
+    delivery = parse_github(json.dumps(document).encode(), {"x-github-event": "deployment"}, now=NOW)
+    assert delivery.deploys[0].service == document["repository"]["name"]

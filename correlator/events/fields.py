@@ -19,7 +19,7 @@ def load_object(body: Body, *, source: str) -> Mapping[str, Any]:
         return body
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as e:
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:  # RecursionError: nested past Python's limit
         raise UndecodableBody(f"{source}: the body is not valid JSON: {e}") from None
     if not isinstance(document, dict):
         raise BadRequest(f"{source}: expected a JSON object, got {kind_of(document)}")

@@ -98,7 +98,7 @@ def _deployment_payload(deployment: Fields) -> Fields:
     if isinstance(value, str):
         try:
             value = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):
             value = None
     if not isinstance(value, Mapping):
         value = {}
