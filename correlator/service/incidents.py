@@ -117,7 +117,7 @@ class Incidents:
                     self._entry(incident_id, f"firing:{fingerprint_key}", alert.starts_at, "alert_firing", alert.title)
                 )
             elif alert.action == "acknowledged":
-                # PagerDuty stamps an acknowledgement with when it happened (starts_at), not an end.
+                # An acknowledgement (PagerDuty's) carries when it happened in ends_at, else starts_at.
                 at = alert.ends_at or alert.starts_at
                 if updated.status == "open":
                     updated = _set_time(updated, "acknowledge", max(at, updated.opened_at))
