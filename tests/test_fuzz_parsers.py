@@ -174,3 +174,26 @@ def test_a_github_payload_string_nested_past_the_recursion_limit_is_ignored_like
     document["deployment"]["payload"] = DEEP_JSON.decode()
     delivery = parse_github(json.dumps(document).encode(), {"x-github-event": "deployment"}, now=NOW)
     assert delivery.deploys[0].service == document["repository"]["name"]
+
+
+def test_a_webhook_string_with_a_lone_surrogate_is_a_400_and_a_pair_is_kept() -> None:
+    # Python decodes "\ud800" into a str that no UTF-8 encoder takes: the store's insert (and Alertmanager's
+    # fingerprint of the labels) raised UnicodeEncodeError, a 500.
+    sample = (WEBHOOK_SAMPLES / "argocd_deployed.json").read_text()
+    lone = sample.replace('"service": "checkout"', '"service": "check\\ud800out"').encode()
+    with pytest.raises(UndecodableBody, match="lone surrogate"):
+        WEBHOOKS["argocd"](lone, {}, now=NOW)
+    paired = sample.replace('"service": "checkout"', '"service": "check\\ud83d\\ude00out"').encode()
+    assert WEBHOOKS["argocd"](paired, {}, now=NOW).deploys[0].service == "check\U0001f600out"
+    alert = json.loads((WEBHOOK_SAMPLES / "alertmanager_v4.json").read_text())
+    del alert["alerts"][0]["fingerprint"]
+    alert["alerts"][0]["labels"]["pod"] = "\ud800"
+    with pytest.raises(UndecodableBody, match="lone surrogate"):
+        WEBHOOKS["alertmanager"](json.dumps(alert).encode(), {}, now=NOW)
+
+
+def test_a_github_payload_string_with_a_lone_surrogate_is_ignored_like_any_bad_payload() -> None:
+    document = json.loads((WEBHOOK_SAMPLES / "github_deployment.json").read_text())
+    document["deployment"]["payload"] = json.dumps({"service": "pay\ud800ments"})
+    delivery = parse_github(json.dumps(document).encode(), {"x-github-event": "deployment"}, now=NOW)
+    assert delivery.deploys[0].service == document["repository"]["name"]

@@ -21,9 +21,21 @@ def load_object(body: Body, *, source: str) -> Mapping[str, Any]:
         document = json.loads(body)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:  # RecursionError: nested past Python's limit
         raise UndecodableBody(f"{source}: the body is not valid JSON: {e}") from None
+    if has_lone_surrogate(document):
+        raise UndecodableBody(f"{source}: the body is not valid JSON: a string holds a lone surrogate like \\ud800")
     if not isinstance(document, dict):
         raise BadRequest(f"{source}: expected a JSON object, got {kind_of(document)}")
     return document
+
+
+def has_lone_surrogate(document: Any) -> bool:
+    """Whether decoded JSON holds a string with a lone UTF-16 surrogate (an escape like \\ud800 without its pair):
+    Python decodes one, but no UTF-8 text holds it, so storing it would fail."""
+    try:
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def kind_of(value: object) -> str:

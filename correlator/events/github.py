@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from correlator.events.fields import Body, Fields, load_object
+from correlator.events.fields import Body, Fields, has_lone_surrogate, load_object
 from correlator.events.options import DEFAULT_OPTIONS, WebhookOptions
 from correlator.events.records import Delivery, DeployEvent, DeployStatus
 from correlator.events.versions import require_deploy, short_sha, tag_name
@@ -99,6 +99,8 @@ def _deployment_payload(deployment: Fields) -> Fields:
         try:
             value = json.loads(value)
         except (ValueError, RecursionError):
+            value = None
+        if has_lone_surrogate(value):
             value = None
     if not isinstance(value, Mapping):
         value = {}
