@@ -440,10 +440,11 @@ def run(
     exporters: int = 16,
     rate_source: str = "given",
     queue_max_records: int | None = None,
+    probe_peak_mib: float = float("nan"),
     log: Any = print,
 ) -> OverloadReport:
-    """Probe (unless `rate` is given), then the overload run; returns its figures."""
-    probe_peak = float("nan")
+    """Probe (unless `rate` is given, with the probe's peak RSS if known), then the overload run."""
+    probe_peak = probe_peak_mib
     if rate is None:
         server = start_server(workdir / "probe-data", workdir / "probe.log")
         try:
