@@ -197,3 +197,12 @@ def test_a_github_payload_string_with_a_lone_surrogate_is_ignored_like_any_bad_p
     document["deployment"]["payload"] = json.dumps({"service": "pay\ud800ments"})
     delivery = parse_github(json.dumps(document).encode(), {"x-github-event": "deployment"}, now=NOW)
     assert delivery.deploys[0].service == document["repository"]["name"]
+
+
+@pytest.mark.parametrize(
+    "kind", ["\ud800", "Server\udc80", "\u00b2"], ids=["surrogate", "trailing-surrogate", "superscript"]
+)
+def test_a_json_enum_that_is_no_ascii_name_is_a_400(kind: str) -> None:
+    # The long run found this: upb raised SystemError looking up a lone surrogate among the enum's names.
+    body = json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [{"kind": kind}]}]}]}).encode()
+    assert "not an OTLP JSON" in _refused(Signal.TRACES, body).message

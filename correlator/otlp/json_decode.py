@@ -88,7 +88,8 @@ def _scalar(field: FieldDescriptor, value: Any, path: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         if isinstance(value, str) and field.enum_type is not None:
-            number = field.enum_type.values_by_name.get(value)
+            # Enum names are ASCII; upb raises SystemError looking up a str it cannot encode (a lone surrogate).
+            number = field.enum_type.values_by_name.get(value) if value.isascii() else None
             if number is not None:
                 return number.number
             if value.lstrip("-").isdigit():
