@@ -67,7 +67,7 @@ def test_a_deploy_is_created_then_merged_by_id(api: httpx.Client, service_name: 
     assert deploy["attributes"] == {"pipeline": "17", "runner": "r2"}
     assert deploy["environment"] == "production"
     assert deploy["source"] == "api"
-    assert deploy["impact"] is None
+    assert deploy["impact"]["verdict"] == "insufficient_data"  # no telemetry around it
     assert deploy["previous_version"] is None
 
 
