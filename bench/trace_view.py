@@ -15,6 +15,7 @@ import argparse
 import http.client
 import json
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -212,6 +213,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     finally:
         server.stop()
+        shutil.rmtree(data_dir.parent, ignore_errors=True)
 
 
 if __name__ == "__main__":
