@@ -288,7 +288,9 @@ def _check_webhooks(child: ServeProcess, traffic: Traffic) -> tuple[list[str], i
         if not delivery.acknowledged or not delivery.path.startswith("/api"):
             continue
         if delivery.key.startswith("github-"):
-            [deploy_id] = delivery.answer["deploy_ids"]
+            # A resend of a delivery stored just before a kill is answered as a duplicate, without ids; the
+            # delivery's key is its deploy id (github-<deployment id>).
+            deploy_id = delivery.key if delivery.answer.get("duplicate") else delivery.answer["deploy_ids"][0]
             if deploy_id not in by_id or by_id[deploy_id]["status"] != "succeeded":
                 lost.append(delivery.key)
         else:
