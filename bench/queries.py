@@ -8,7 +8,8 @@ says what it looks like): 24 hours ending now of 50 services' spans and logs, th
 through the app's own use cases. Then, for each read, `--runs` rounds after `--warmup` ones, each round timing:
 the service-layer call (what the route runs, in this process), the HTTP route (httpx against the server's port),
 and the baseline, one hand-written SQL query on the same engine asking the same question. It prints p50, p99
-and mean of each, the ratio ours / baseline (p50s), and the process's peak RSS (generation, then reads).
+and mean of each, the ratio ours / baseline (p50s), and the process's peak RSS (generation, then reads); then
+the slowest store calls behind one service-layer call of each read, by the query function that made them.
 
 The 1-hour reads (service list, one service, topology) ask for the last hour of the data, given explicitly: the
 data ends when generation started, and "the last hour" by the wall clock would empty as the benchmark runs.
@@ -272,7 +273,7 @@ def main(argv: list[str] | None = None) -> None:
         data.generate_telemetry(store, plan, say)
         generated_s = time.perf_counter() - began
         merged_s = wait_for_merges(store, args.merge_wait)
-        say(f"  merges   settled after {merged_s:.0f} s more")
+        say(f"  merges   settled, waited {merged_s:.0f} s")
         began = time.perf_counter()
         deploy_ids = data.record_deploys(state, plan)
         state.deploys.reconcile()
@@ -293,6 +294,7 @@ def main(argv: list[str] | None = None) -> None:
         rng = random.Random(11)
         cases = build_cases(state, store, plan, deploy_ids, incident_ids, client, rng, http=not args.no_http)
         show_samples(cases)
+        say(f"measuring; load average {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
         results = []
         for case in cases:
             began = time.perf_counter()
@@ -301,7 +303,7 @@ def main(argv: list[str] | None = None) -> None:
             load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
             say(f"  {case.name}: {time.perf_counter() - began:.0f} s (load average now {load})")
         client.close()
-        say("\nstore calls behind one service-layer call (median ms of 3 calls, in order):")
+        say("\nthe slowest store calls behind one service-layer call (median ms of 3 calls):")
         for case in cases:
             reads = breakdown(store, case)
             total = sum(ms for _, ms in reads)
