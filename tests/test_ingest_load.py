@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,6 +19,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from correlator.api.server import Server
+from correlator.errors import Overloaded
+from correlator.otlp.decode import Signal
+from correlator.otlp.mappers import MAPPERS
+from correlator.otlp.rows import Mapped
+from correlator.service.ingest import IngestWriter
+from correlator.service.own_metrics import OwnMetrics
 from tests.conftest import query, start_server
 from tests.factories import span, traces_request
 
@@ -26,8 +33,8 @@ PROTOBUF = {"Content-Type": "application/x-protobuf"}
 
 @pytest.fixture(scope="module")
 def tight(data_dir: Path) -> Iterator[Server]:
-    """A server whose write queue holds about two requests."""
-    running = start_server(data_dir, queue_max_records=1_000, batch_max_records=1_000)
+    """A server whose write queue holds about two requests (the wait bound off: this is about the records bound)."""
+    running = start_server(data_dir, queue_max_records=1_000, batch_max_records=1_000, queue_max_wait_s=0)
     yield running
     running.stop()
 
@@ -191,3 +198,90 @@ def test_small_batches_take_the_python_path_and_large_ones_the_engine(data_dir: 
         assert _count(adaptive, service_name) == 1_510
     finally:
         adaptive.stop()
+
+
+def _mapped(service: str, index: int, size: int) -> Mapped:
+    spans = [span(span_id=(index * 100_000 + i + 1).to_bytes(8, "big")) for i in range(size)]
+    return MAPPERS[Signal.TRACES](traces_request(service, spans))
+
+
+def test_work_withdrawn_before_the_writer_took_it_is_never_written(tight: Server, service_name: str) -> None:
+    # A batch holds one request (batch bound = its size), so the second waits while the first is inserted.
+    writer = IngestWriter(tight.state.store, OwnMetrics(), batch_max_records=3_000, queue_max_records=100_000)
+    try:
+        first = writer.submit_rows(Signal.TRACES, _mapped(service_name, 1, 3_000))
+        second = writer.submit_rows(Signal.TRACES, _mapped(service_name, 2, 500))
+        assert second.cancel(), "the writer took the second request while inserting the first"
+        assert first.result(60).accepted == 3_000
+        third = writer.submit_rows(Signal.TRACES, _mapped(service_name, 3, 200))
+        assert third.result(60).accepted == 200  # the writer went on past the withdrawn one
+    finally:
+        writer.close()
+    assert _count(tight, service_name) == 3_200
+    assert writer.expected_wait_s() == 0  # the withdrawn records left the queue's count
+
+
+def test_work_expected_to_wait_past_the_bound_is_refused(tight: Server, service_name: str) -> None:
+    writer = IngestWriter(
+        tight.state.store, OwnMetrics(), batch_max_records=4_000, queue_max_records=100_000, max_wait_s=0.001
+    )
+    try:
+        assert writer.expected_wait_s(1_000) == 0  # no rate measured yet: only the records bound applies
+        writer.submit_rows(Signal.TRACES, _mapped(service_name, 1, 4_000)).result(60)
+        rate_wait = writer.expected_wait_s(1_000)
+        assert rate_wait > 0  # a busy batch (>= a quarter of the batch bound) measured the write rate
+        busy = writer.submit_rows(Signal.TRACES, _mapped(service_name, 2, 4_000))
+        with pytest.raises(Overloaded, match=r"s of work .* over the 0.001 s allowed") as refused:
+            writer.submit_rows(Signal.TRACES, _mapped(service_name, 3, 1_000))
+        assert refused.value.retry_after_s >= 1
+        busy.result(60)
+    finally:
+        writer.close()
+    assert _count(tight, service_name) == 8_000
+
+
+def _metric(exposition: str, name: str, **labels: str) -> float:
+    wanted = [f'{k}="{v}"' for k, v in labels.items()]
+    lines = [line for line in exposition.splitlines() if line.startswith(name) and all(w in line for w in wanted)]
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines)
+
+
+def test_a_client_that_disconnects_while_queued_gets_nothing_stored(data_dir: Path, service_name: str) -> None:
+    # One request per batch (the batch bound is its size): later requests wait behind inserts, and every
+    # other client gives up after 50 ms, closing its connection as an exporter past its deadline does.
+    slow = start_server(data_dir, batch_max_records=3_000, queue_max_records=1_000_000, queue_max_wait_s=0)
+    try:
+        with httpx.Client(timeout=60) as patient, httpx.Client(timeout=0.05) as impatient:
+
+            def send(index: int) -> tuple[int, int]:
+                """(spans acknowledged, spans given up on)"""
+                client = patient if index % 2 == 0 else impatient
+                try:
+                    response = client.post(
+                        slow.url() + "/v1/traces", content=_body(service_name, index, 3_000), headers=PROTOBUF
+                    )
+                except httpx.TimeoutException:
+                    return 0, 3_000
+                assert response.status_code == 200
+                return 3_000, 0
+
+            with ThreadPoolExecutor(8) as pool:
+                outcomes = list(pool.map(send, range(16)))
+        acknowledged = sum(a for a, _ in outcomes)
+        given_up = sum(g for _, g in outcomes)
+        # The server may still be writing requests taken before their clients left: let it finish.
+        for _ in range(600):
+            metrics = httpx.get(slow.url() + "/metrics").text
+            if _metric(metrics, "correlator_ingest_queue_depth", signal="traces") == 0:
+                break
+            time.sleep(0.1)
+        withdrawn = _metric(metrics, "correlator_otlp_rejected_total", signal="traces", reason="withdrawn")
+        stored = _count(slow, service_name)
+    finally:
+        slow.stop()
+    assert acknowledged == 8 * 3_000
+    assert given_up == 8 * 3_000  # the impatient half all timed out (each waits behind an insert)
+    assert withdrawn >= 3_000, "no request was withdrawn after its client left"
+    # Every acknowledged span is stored; of the given-up ones, at most those not withdrawn (some left before
+    # their body was even queued).
+    assert acknowledged <= stored <= acknowledged + given_up - withdrawn

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -72,6 +74,26 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+async def _client_left_first(request: Request, work: asyncio.Future[Any]) -> bool:
+    """Wait for `work`; if the client disconnects first, cancel it and say so."""
+
+    async def disconnected() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if work.done():
+        return False
+    work.cancel()
+    with contextlib.suppress(asyncio.CancelledError, CorrelatorError):
+        await work
+    return True
+
+
 def otlp_error_response(error: CorrelatorError, encoding: Encoding) -> Response:
     """A google.rpc.Status body, encoded like the request, with Retry-After where the client should retry."""
     headers = {}
@@ -94,7 +116,14 @@ async def _export(request: Request, signal: Signal) -> Response:
         state.auth.check(request.headers.get("authorization"), "write")
         encoding = parse_content_type(header)
         body = await _read_body(request, state.ingest.max_body_bytes)
-        result = await state.ingest.export_body(signal, body, encoding, request.headers.get("content-encoding"))
+        export = asyncio.ensure_future(
+            state.ingest.export_body(signal, body, encoding, request.headers.get("content-encoding"))
+        )
+        if await _client_left_first(request, export):
+            # An exporter past its deadline closed the connection: its records are withdrawn unless the writer
+            # had them already (counted as rejected, reason `withdrawn`), and no one is left to answer.
+            return Response(status_code=499)
+        result = export.result()
     except CorrelatorError as e:
         state.ingest.count_rejected_request(signal, e.error_type)
         return otlp_error_response(e, encoding)

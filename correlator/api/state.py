@@ -64,6 +64,7 @@ def build_state(settings: Settings) -> AppState:
         settings.queue_max_records,
         settings.retry_after_s,
         engine_min_records=settings.engine_parsing_min_records,
+        max_wait_s=settings.queue_max_wait_s,
     )
     ingest = OtlpIngest(
         writer,

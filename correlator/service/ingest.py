@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -66,9 +67,12 @@ class _Pending:
 class IngestWriter:
     """One writer thread; a batch is whatever arrived while the previous insert ran (up to a size bound).
 
-    An idle writer inserts at once and a busy one amortizes; no request waits on a timer. The queue is
-    bounded in records, so memory stays bounded: past the bound, submit raises Overloaded and the
-    exporter retries later. A request is answered only after its insert returned.
+    An idle writer inserts at once and a busy one amortizes; no request waits on a timer. Admission has two
+    bounds: the records queued (memory) and the expected wait, queued records over the measured write rate
+    (a request admitted must be stored before its exporter's deadline, or it is stored for a client that
+    has gone). Past either, submit raises Overloaded and the exporter retries later. A request is answered
+    only after its insert returned; one whose client went away before the writer took it is cancelled
+    (Future.cancel) and never written.
     """
 
     def __init__(
@@ -79,6 +83,7 @@ class IngestWriter:
         queue_max_records: int,
         retry_after_s: int = 1,
         engine_min_records: int = 0,
+        max_wait_s: float = 0.0,
     ) -> None:
         self._store = store
         self._metrics = metrics
@@ -86,6 +91,9 @@ class IngestWriter:
         self._queue_max = queue_max_records
         self._retry_after_s = retry_after_s
         self._engine_min_records = engine_min_records
+        self._max_wait_s = max_wait_s
+        # Records per second the writer stores, a moving average over recent batches (0 until the first one).
+        self._rate = 0.0
         self._pending: deque[_Pending] = deque()
         self._queued_records = 0
         self._cond = threading.Condition()
@@ -106,19 +114,48 @@ class IngestWriter:
             item.done.set_result(ExportResult.of(item.mapped) if item.mapped else ExportResult(0, 0, ""))
             return item.done
         with self._cond:
-            if self._stopping:
-                raise Overloaded("the server is shutting down", self._retry_after_s)
-            # A single request larger than the whole queue still gets in when the queue is empty.
-            if self._queued_records and self._queued_records + item.records > self._queue_max:
-                raise Overloaded(
-                    f"the write queue is full ({self._queued_records} records waiting); retry later",
-                    self._retry_after_s,
-                )
+            self._check_room(item.records)
             self._pending.append(item)
             self._queued_records += item.records
             self._metrics.queue_depth.labels(item.signal.value).inc(item.records)
             self._cond.notify()
         return item.done
+
+    def expected_wait_s(self, records: int = 0) -> float:
+        """Seconds until `records` more would be stored, at the measured rate (0 before the first batch)."""
+        return (self._queued_records + records) / self._rate if self._rate else 0.0
+
+    def check_room(self, records: int = 0) -> None:
+        """Raise Overloaded if `records` more would not be admitted now (callers check before costly decoding)."""
+        with self._cond:
+            self._check_room(records)
+
+    def _check_room(self, records: int) -> None:
+        if self._stopping:
+            raise Overloaded("the server is shutting down", self._retry_after_s)
+        if not self._queued_records:
+            return  # a single request larger than every bound still gets in when the queue is empty
+        if self._queued_records + records > self._queue_max:
+            raise Overloaded(
+                f"the write queue is full ({self._queued_records} records waiting); retry later", self._retry_after_s
+            )
+        wait = self.expected_wait_s(records)
+        if self._max_wait_s and wait > self._max_wait_s:
+            raise Overloaded(
+                f"the write queue holds {wait:.1f} s of work ({self._queued_records} records at"
+                f" {self._rate:,.0f}/s), over the {self._max_wait_s:g} s allowed; retry later",
+                max(self._retry_after_s, math.ceil(wait - self._max_wait_s)),
+            )
+
+    def _measured(self, records: int, seconds: float) -> None:
+        """Fold one batch's write rate into the moving average (recent batches weigh most).
+
+        Only batches of a busy writer count: a small batch's rate is mostly the insert's fixed cost and would
+        make a queue look slower to drain than it is.
+        """
+        if records >= self._batch_max // 4 and seconds > 0:
+            rate = records / seconds
+            self._rate = rate if not self._rate else 0.7 * self._rate + 0.3 * rate
 
     def _take_batch(self) -> list[_Pending]:
         with self._cond:
@@ -128,12 +165,26 @@ class IngestWriter:
             size = 0
             while self._pending and (not batch or size + self._pending[0].records <= self._batch_max):
                 item = self._pending.popleft()
+                if not item.done.set_running_or_notify_cancel():
+                    self._release(item)  # its client went away before the writer got to it: never written
+                    continue
                 batch.append(item)
                 size += item.records
             return batch
 
+    def _release(self, item: _Pending) -> None:
+        self._queued_records -= item.records
+        self._metrics.queue_depth.labels(item.signal.value).dec(item.records)
+
     def _run(self) -> None:
-        while batch := self._take_batch():
+        while True:
+            with self._cond:
+                if self._stopping and not self._pending:
+                    return
+            batch = self._take_batch()
+            if not batch:
+                continue  # everything taken had been cancelled
+            started = time.perf_counter()
             try:
                 self._write_engine_parsed(batch)
                 self._write_rows([item for item in batch if item.mapped is not None])
@@ -145,9 +196,9 @@ class IngestWriter:
                         item.done.set_exception(error)
             finally:
                 with self._cond:
+                    self._measured(sum(item.records for item in batch), time.perf_counter() - started)
                     for item in batch:
-                        self._queued_records -= item.records
-                        self._metrics.queue_depth.labels(item.signal.value).dec(item.records)
+                        self._release(item)
 
     def _resolve(self, item: _Pending, result: ExportResult) -> None:
         self._metrics.stored.labels(item.signal.value).inc(result.accepted)

@@ -59,7 +59,8 @@ class OtlpIngest:
 
     def _decode_and_queue(
         self, signal: Signal, body: bytes, encoding: Encoding, content_encoding: str | None
-    ) -> Future[ExportResult]:
+    ) -> tuple[Future[ExportResult], int]:
+        """The future the writer resolves once the records are stored, and how many records it waits for."""
         data = decompress(body, content_encoding, self.max_body_bytes)
         # Decoding here, even when the engine parses the body again, answers a bad body with its own 400
         # instead of failing a whole batch, and counts the records the queue bound is measured in.
@@ -69,22 +70,37 @@ class OtlpIngest:
             self._metrics.received.labels(signal.value).inc(records)
             if encoding is not Encoding.PROTOBUF:
                 data = request.SerializeToString()
-            return self._writer.submit_body(signal, data, records)
+            return self._writer.submit_body(signal, data, records), records
         mapped = MAPPERS[signal](request)
         self._metrics.received.labels(signal.value).inc(mapped.accepted + mapped.rejected)
-        return self._writer.submit_rows(signal, mapped)
+        return self._writer.submit_rows(signal, mapped), mapped.accepted
 
     async def export_body(
         self, signal: Signal, body: bytes, encoding: Encoding, content_encoding: str | None
     ) -> ExportResult:
         """Decode one OTLP body (HTTP or gRPC), queue its records, and wait until they are stored."""
+        # Refuse before the costly part when the queue is already over a bound: decoding would be wasted.
+        self._writer.check_room()
         with self._decoding(len(body)):
-            done = await anyio.to_thread.run_sync(self._decode_and_queue, signal, body, encoding, content_encoding)
+            done, records = await anyio.to_thread.run_sync(
+                self._decode_and_queue, signal, body, encoding, content_encoding
+            )
         try:
-            # shield: a timed-out request must not cancel the future the writer will resolve
+            # shield: waiting must not cancel the future itself; whether it may be is decided below
             result = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(done)), self._write_timeout_s)
         except TimeoutError as e:
+            if done.cancel():
+                self._metrics.rejected.labels(signal.value, "withdrawn").inc(records)
+                raise StoreUnavailable(
+                    f"the store did not get to the write within {self._write_timeout_s:g} s; nothing was stored"
+                ) from e
             raise StoreUnavailable(f"the store did not finish the write within {self._write_timeout_s:g} s") from e
+        except asyncio.CancelledError:
+            # The client went away (a gRPC deadline, a closed HTTP connection): unless the writer has the
+            # records already, they are never written, so a client that gave up finds nothing stored.
+            if done.cancel():
+                self._metrics.rejected.labels(signal.value, "withdrawn").inc(records)
+            raise
         if result.rejected:
             self._metrics.rejected.labels(signal.value, "invalid_record").inc(result.rejected)
         return result
