@@ -128,6 +128,23 @@ def _run(url: str, scenario: Scenario, total: int, clients: int) -> Result:
     return Result(scenario, requests * scenario.batch, time.perf_counter() - started, latencies)
 
 
+def _batch_figures(exposition: str) -> str:
+    """Mean records and seconds per insert of the engine path, from the server's own histograms."""
+    sums: dict[str, float] = {}
+    for line in exposition.splitlines():
+        for name in ("correlator_store_batch_records", "correlator_store_insert_seconds"):
+            for suffix in ("_sum", "_count"):
+                if line.startswith(name + suffix + "{") and 'path="engine"' in line:
+                    sums[name + suffix] = sums.get(name + suffix, 0.0) + float(line.rsplit(" ", 1)[1])
+    count = sums.get("correlator_store_batch_records_count", 0.0)
+    if not count:
+        return "none on the engine path"
+    records = sums["correlator_store_batch_records_sum"] / count
+    inserts = max(1.0, sums.get("correlator_store_insert_seconds_count", 0.0))
+    seconds = sums.get("correlator_store_insert_seconds_sum", 0.0) / inserts
+    return f"{count:.0f} inserts, mean {records:,.0f} records, mean {seconds:.2f} s"
+
+
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -166,6 +183,7 @@ def main() -> None:
         "--python-only", action="store_true", help="map every body in Python (CORRELATOR_ENGINE_PARSING=false)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the data directory")
+    parser.add_argument("--only", default="", help="run only the scenarios whose name contains this text")
     args = parser.parse_args()
 
     scenarios = [
@@ -176,6 +194,9 @@ def main() -> None:
         Scenario("logs protobuf x8192", "/v1/logs", "otel_logs", 8192, logs_body),
         Scenario("metrics protobuf x8192", "/v1/metrics", "otel_metrics_sum", 8192, metrics_body),
     ]
+    scenarios = [s for s in scenarios if args.only in s.name]
+    if not scenarios:
+        parser.error(f"no scenario name contains {args.only!r}")
     workdir = Path(tempfile.mkdtemp(prefix="correlator-bench-"))
     data_dir = workdir / "data"
     port = _free_port()
@@ -214,11 +235,13 @@ def main() -> None:
                 flush=True,
             )
         peak = _peak_rss_mib(server.pid)
+        batches = _batch_figures(httpx.get(url + "/metrics").text)
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(120)
 
     print(f"server peak RSS over the run: {peak:.0f} MiB")
+    print(f"writer batches (records per insert, insert time): {batches}")
     baseline = _engine_only(f"chdb://{data_dir}", ["otel_traces", "otel_logs", "otel_metrics_sum"])
     print("\nengine-only baseline (INSERT ... SELECT of the same rows, same table definition, median of 3):")
     for table, rate in baseline.items():
