@@ -64,10 +64,11 @@ BATCH_KEY = "bench.batch"
 PLACEHOLDER = "#" * 16
 MIB = 1024 * 1024
 # The server's settings under test, passed explicitly so the report can name them (these are the defaults).
-SERVER_SETTINGS = {
+SERVER_SETTINGS: dict[str, float] = {
     "CORRELATOR_QUEUE_MAX_RECORDS": 400_000,
     "CORRELATOR_BATCH_MAX_RECORDS": 100_000,
-    "CORRELATOR_MAX_DECODING_BYTES": 256 * MIB,
+    "CORRELATOR_MAX_DECODING_BYTES": 64 * MIB,
+    "CORRELATOR_QUEUE_MAX_WAIT_S": 3,
     "CORRELATOR_WRITE_TIMEOUT_S": 30,
 }
 # The sustainable rate docs/benchmarks.md gives for 8192-span trace requests from 10 clients (with --no-probe).
@@ -94,7 +95,7 @@ class ServerProcess:
         return self.process.wait(300)
 
 
-def start_server(data_dir: Path, log_path: Path, settings: dict[str, int] | None = None) -> ServerProcess:
+def start_server(data_dir: Path, log_path: Path, settings: dict[str, float] | None = None) -> ServerProcess:
     port = _free_port()
     env = {**os.environ, **{k: str(v) for k, v in (settings or SERVER_SETTINGS).items()}}
     with log_path.open("wb") as log:
@@ -353,7 +354,7 @@ class OverloadReport:
     probe_peak_rss_mib: float
     memory_bound: dict[str, float]
     decoded_expansion: float
-    settings: dict[str, int]
+    settings: dict[str, float]
     cores: int
     load_average: float
 
@@ -440,6 +441,7 @@ def run(
     exporters: int = 16,
     rate_source: str = "given",
     queue_max_records: int | None = None,
+    queue_max_wait_s: float | None = None,
     probe_peak_mib: float = float("nan"),
     log: Any = print,
 ) -> OverloadReport:
@@ -464,6 +466,8 @@ def run(
     settings = dict(SERVER_SETTINGS)
     if queue_max_records is not None:
         settings["CORRELATOR_QUEUE_MAX_RECORDS"] = queue_max_records
+    if queue_max_wait_s is not None:
+        settings["CORRELATOR_QUEUE_MAX_WAIT_S"] = queue_max_wait_s
     server = start_server(workdir / "data", workdir / "overload.log", settings)
     process = psutil.Process(server.process.pid)
     idle_rss = process.memory_info().rss / MIB
@@ -570,6 +574,9 @@ def main() -> None:
     parser.add_argument(
         "--queue-max-records", type=int, help="the server's CORRELATOR_QUEUE_MAX_RECORDS (default: its default)"
     )
+    parser.add_argument(
+        "--queue-max-wait-s", type=float, help="the server's CORRELATOR_QUEUE_MAX_WAIT_S (default: its default)"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     rate = float(DOCUMENTED_RATE) if args.no_probe else args.rate
@@ -586,6 +593,7 @@ def main() -> None:
             exporters=args.exporters,
             rate_source=source,
             queue_max_records=args.queue_max_records,
+            queue_max_wait_s=args.queue_max_wait_s,
         )
     print(report.table())
     if args.json:

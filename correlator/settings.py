@@ -36,13 +36,13 @@ class Settings(BaseSettings):
     # Bodies are refused above this size after decompression (OTLP spec: 413).
     max_body_bytes: int = 64 * 1024 * 1024
     # Compressed bodies being decoded at once; beyond it requests get 503 (the queue bounds what follows).
-    max_decoding_bytes: int = 256 * 1024 * 1024
+    max_decoding_bytes: int = 64 * 1024 * 1024
     # The writer's bounds: a batch closes at this many records; the queue refuses work beyond its limit.
     batch_max_records: int = 100_000
     queue_max_records: int = 400_000
     # ... and refuses work it expects to store later than this (queued records over the measured write rate):
     # under common exporter deadlines (10 s in the OpenTelemetry SDKs), so what it admits is stored in time.
-    queue_max_wait_s: float = 5.0
+    queue_max_wait_s: float = 3.0
     # How long a request may wait for its records to be stored before the writer is declared stuck.
     write_timeout_s: float = 30.0
     retry_after_s: int = 1

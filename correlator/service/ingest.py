@@ -144,7 +144,9 @@ class IngestWriter:
             raise Overloaded(
                 f"the write queue holds {wait:.1f} s of work ({self._queued_records} records at"
                 f" {self._rate:,.0f}/s), over the {self._max_wait_s:g} s allowed; retry later",
-                max(self._retry_after_s, math.ceil(wait - self._max_wait_s)),
+                # Come back once what is queued now should be written: an exporter whose deadline ends sooner
+                # gives up now instead of sending again late, when an admitted attempt could outlive it.
+                max(self._retry_after_s, math.ceil(wait)),
             )
 
     def _measured(self, records: int, seconds: float) -> None:

@@ -58,9 +58,14 @@ class OtlpIngest:
             self._decoding_bytes -= size
 
     def _decode_and_queue(
-        self, signal: Signal, body: bytes, encoding: Encoding, content_encoding: str | None
-    ) -> tuple[Future[ExportResult], int]:
-        """The future the writer resolves once the records are stored, and how many records it waits for."""
+        self,
+        signal: Signal,
+        body: bytes,
+        encoding: Encoding,
+        content_encoding: str | None,
+        queued: list[tuple[Future[ExportResult], int]],
+    ) -> None:
+        """Queue the records; append the future the writer resolves once they are stored, and their count."""
         data = decompress(body, content_encoding, self.max_body_bytes)
         # Decoding here, even when the engine parses the body again, answers a bad body with its own 400
         # instead of failing a whole batch, and counts the records the queue bound is measured in.
@@ -70,10 +75,11 @@ class OtlpIngest:
             self._metrics.received.labels(signal.value).inc(records)
             if encoding is not Encoding.PROTOBUF:
                 data = request.SerializeToString()
-            return self._writer.submit_body(signal, data, records), records
+            queued.append((self._writer.submit_body(signal, data, records), records))
+            return
         mapped = MAPPERS[signal](request)
         self._metrics.received.labels(signal.value).inc(mapped.accepted + mapped.rejected)
-        return self._writer.submit_rows(signal, mapped), mapped.accepted
+        queued.append((self._writer.submit_rows(signal, mapped), mapped.accepted))
 
     async def export_body(
         self, signal: Signal, body: bytes, encoding: Encoding, content_encoding: str | None
@@ -81,16 +87,16 @@ class OtlpIngest:
         """Decode one OTLP body (HTTP or gRPC), queue its records, and wait until they are stored."""
         # Refuse before the costly part when the queue is already over a bound: decoding would be wasted.
         self._writer.check_room()
-        with self._decoding(len(body)):
-            done, records = await anyio.to_thread.run_sync(
-                self._decode_and_queue, signal, body, encoding, content_encoding
-            )
+        # Filled by the decoding thread, so that a cancellation arriving while it runs still finds the work.
+        queued: list[tuple[Future[ExportResult], int]] = []
         try:
+            with self._decoding(len(body)):
+                await anyio.to_thread.run_sync(self._decode_and_queue, signal, body, encoding, content_encoding, queued)
+            done = queued[0][0]
             # shield: waiting must not cancel the future itself; whether it may be is decided below
             result = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(done)), self._write_timeout_s)
         except TimeoutError as e:
-            if done.cancel():
-                self._metrics.rejected.labels(signal.value, "withdrawn").inc(records)
+            if self._withdraw(signal, queued):
                 raise StoreUnavailable(
                     f"the store did not get to the write within {self._write_timeout_s:g} s; nothing was stored"
                 ) from e
@@ -98,12 +104,19 @@ class OtlpIngest:
         except asyncio.CancelledError:
             # The client went away (a gRPC deadline, a closed HTTP connection): unless the writer has the
             # records already, they are never written, so a client that gave up finds nothing stored.
-            if done.cancel():
-                self._metrics.rejected.labels(signal.value, "withdrawn").inc(records)
+            self._withdraw(signal, queued)
             raise
         if result.rejected:
             self._metrics.rejected.labels(signal.value, "invalid_record").inc(result.rejected)
         return result
+
+    def _withdraw(self, signal: Signal, queued: list[tuple[Future[ExportResult], int]]) -> bool:
+        """Cancel queued work the writer has not taken yet; True if it will never be written."""
+        for done, records in queued:
+            if done.cancel():
+                self._metrics.rejected.labels(signal.value, "withdrawn").inc(records)
+                return True
+        return False
 
     def count_rejected_request(self, signal: Signal, reason: str) -> None:
         """Count a whole request refused before its records were queued (bad body, too large, overloaded...)."""
