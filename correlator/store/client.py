@@ -162,7 +162,9 @@ class Store:
 
         `tables` overrides target tables by record type: `traces` / `logs` for those signals, the metric
         types (`gauge`, `sum`, ...) for metrics; the rest go to the exporter's tables. Bodies the engine
-        cannot render exactly as the exporter would are left out and named in `fallback`.
+        cannot render exactly as the exporter would are left out and named in `fallback`. Trace and logs
+        bodies must have been decoded once by the protobuf runtime (upb), as the ingest path does: it refuses
+        invalid UTF-8 in strings, so the engine does not check that again.
         """
         if self._workdir is None:
             self._workdir = Path(tempfile.mkdtemp(prefix="correlator-ingest-"))
