@@ -59,9 +59,9 @@ SELECT ServiceName AS caller, countIf({IS_ERROR}) AS errors
 FROM $traces
 INNER JOIN (
     SELECT TraceId, ParentSpanId AS SpanId FROM $traces
-    WHERE has({{services:Array(String)}}, ServiceName) AND {IN_WINDOW} AND {IS_REQUEST}
+    WHERE ServiceName IN {{services:Array(String)}} AND {IN_WINDOW} AND {IS_REQUEST}
 ) AS served USING (TraceId, SpanId)
-WHERE NOT has({{services:Array(String)}}, ServiceName) AND {IS_CLIENT_CALL} AND {IN_WINDOW}
+WHERE ServiceName NOT IN {{services:Array(String)}} AND {IS_CLIENT_CALL} AND {IN_WINDOW}
 GROUP BY caller
 HAVING errors > 0
 ORDER BY errors DESC, caller

@@ -13,8 +13,10 @@ from correlator.store.schema_otel import LOGS, TRACES
 from correlator.store.schema_platform import DEPLOYMENTS, INCIDENTS, SERVICE_VERSION_MINUTES, SERVICE_VERSIONS
 from correlator.store.telemetry_sql import ERROR_SHAPE, ERROR_TYPE, IN_WINDOW, IS_ERROR, IS_ERROR_LOG, IS_REQUEST
 
-# An empty list of services means every service.
-_SERVICES = "(empty({services:Array(String)}) OR has({services:Array(String)}, ServiceName))"
+# An empty list of services means every service. `IN` rather than has(): the engine turns an IN over the sort
+# key's first column into granule ranges, while has() is evaluated row by row (4.6 times slower on a day of
+# 50 services, docs/benchmarks.md). empty() of the bound array folds to a constant, so the OR costs nothing.
+_SERVICES = "(empty({services:Array(String)}) OR ServiceName IN {services:Array(String)})"
 
 
 def _frame(store: Store, sql: str, parameters: Mapping[str, object], schema: Mapping[str, Any]) -> pl.DataFrame:
@@ -145,7 +147,7 @@ def current_versions(store: Store, services: Sequence[str]) -> pl.DataFrame:
 CURRENT_RUN_DEPLOYS = """
 SELECT service, argMax(deploy_id, last_seen)
 FROM $runs FINAL
-WHERE (empty({services:Array(String)}) OR has({services:Array(String)}, service))
+WHERE (empty({services:Array(String)}) OR service IN {services:Array(String)})
 GROUP BY service
 """
 """The deploy each service's latest run of telemetry stands for."""
