@@ -37,6 +37,8 @@ EXPECTED_SHARDING = {
     "service_version_minutes": "rand64()",
     "service_versions": "cityHash64(service, environment)",
     "incident_analysis": "cityHash64(incident_id)",
+    "service_red_minutes": "rand64()",
+    "service_error_minutes": "rand64()",
 }
 EXPECTED_ENGINES = {
     "schema_migrations": "ReplicatedReplacingMergeTree",
@@ -47,6 +49,8 @@ EXPECTED_ENGINES = {
     "service_versions": "ReplicatedReplacingMergeTree",
     "service_version_minutes": "ReplicatedAggregatingMergeTree",
     "incident_analysis": "ReplicatedReplacingMergeTree",
+    "service_red_minutes": "ReplicatedAggregatingMergeTree",
+    "service_error_minutes": "ReplicatedAggregatingMergeTree",
 }
 CREATE_LOCAL = re.compile(
     r"^CREATE TABLE IF NOT EXISTS `otel`\.`(?P<table>\w+)_local` ON CLUSTER 'correlator'\n.*?"
