@@ -39,6 +39,9 @@ EXPECTED_SHARDING = {
     "incident_analysis": "cityHash64(incident_id)",
     "service_red_minutes": "rand64()",
     "service_error_minutes": "rand64()",
+    "span_minutes": "rand64()",
+    "edge_minutes": "cityHash64(Minute)",
+    "edge_minute_runs": "cityHash64(Minute)",
 }
 EXPECTED_ENGINES = {
     "schema_migrations": "ReplicatedReplacingMergeTree",
@@ -51,6 +54,9 @@ EXPECTED_ENGINES = {
     "incident_analysis": "ReplicatedReplacingMergeTree",
     "service_red_minutes": "ReplicatedAggregatingMergeTree",
     "service_error_minutes": "ReplicatedAggregatingMergeTree",
+    "span_minutes": "ReplicatedAggregatingMergeTree",
+    "edge_minutes": "ReplicatedReplacingMergeTree",
+    "edge_minute_runs": "ReplicatedReplacingMergeTree",
 }
 CREATE_LOCAL = re.compile(
     r"^CREATE TABLE IF NOT EXISTS `otel`\.`(?P<table>\w+)_local` ON CLUSTER 'correlator'\n.*?"

@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 
 from correlator.api.server import Server
+from correlator.service.topology import service_topology
 from correlator.store import Store
 from correlator.store import analysis_queries as aq
 from correlator.store import health_queries as hq
@@ -145,7 +146,7 @@ def test_the_migration_copies_spans_stored_before_it(server: Server) -> None:
         store.sql(SPANS, traces="otel_traces"), {"start_ns": start_ns, "prefix": prefix, "first": 0, "count": 900}
     )
     copies = [op for op in MIGRATIONS[-1].operations if isinstance(op, InsertSelect)]
-    assert {c.to_table for c in copies} == {"service_red_minutes", "service_error_minutes"}
+    assert {c.to_table for c in copies} == {"service_red_minutes", "service_error_minutes", "span_minutes"}
     read: dict[str, Callable[[str], list[tuple[Any, ...]]]] = {
         "service_red_minutes": lambda table: store.rows(
             f"SELECT ServiceName, Minute, SpanName, sum(Requests), sum(Errors),"
@@ -158,6 +159,12 @@ def test_the_migration_copies_spans_stored_before_it(server: Server) -> None:
             " WHERE startsWith(ServiceName, {p:String}) GROUP BY ALL ORDER BY ALL",
             {"p": prefix},
         ),
+        # Every span counts there, whoever sent it: compare the minutes of these spans only.
+        "span_minutes": lambda table: store.rows(
+            f"SELECT Minute, sum(Spans) FROM {table} WHERE Minute >= {{a:DateTime('UTC')}}"
+            " AND Minute < {a:DateTime('UTC')} + INTERVAL 20 MINUTE GROUP BY ALL ORDER BY ALL",
+            {"a": START - timedelta(days=2)},
+        ),
     }
     for copy in copies:
         scratch = f"scratch_{uuid.uuid4().hex[:8]}"
@@ -167,3 +174,61 @@ def test_the_migration_copies_spans_stored_before_it(server: Server) -> None:
             assert read[copy.to_table](f"otel.{scratch}") == read[copy.to_table](store.table(copy.to_table))
         finally:
             store.command(f"DROP TABLE otel.{scratch}")
+
+
+# Calls from `a` to `b` (answered by b's server span 0 to 40 s later) and from `b` to `c`, plus calls from `a`
+# to the database `db` that nothing answers; one trace per row, a row every 7 s.
+CALLS = """
+INSERT INTO $traces (Timestamp, TraceId, SpanId, ParentSpanId, ServiceName, SpanName, SpanKind, StatusCode,
+    SpanAttributes, Duration)
+SELECT fromUnixTimestamp64Nano({start_ns:Int64} + toInt64(n) * 7000000000 + toInt64(side.3) * 1000000000),
+    lower(hex(MD5(concat({prefix:String}, toString(n))))), concat(side.1, toString(n)), side.2,
+    concat({prefix:String}, side.4), 'call', side.5, if(n % 13 = 0 AND side.5 = 'Server', 'Error', 'Unset'),
+    if(side.4 = 'a' AND side.1 = 'd', map('peer.service', 'db'), map()), toUInt64(1000000 * (3 + n % 50))
+FROM (SELECT number AS n FROM numbers({first:UInt64}, {count:UInt64}))
+ARRAY JOIN [
+    ('c', '', 0, 'a', 'Client'),
+    ('s', concat('c', toString(n)), toInt64(n % 41), 'b', 'Server'),
+    ('k', concat('s', toString(n)), toInt64(n % 41), 'b', 'Client'),
+    ('t', concat('k', toString(n)), toInt64(n % 41) + 1, 'c', 'Server'),
+    ('d', '', 2, 'a', 'Client')
+] AS side
+"""
+
+
+def _span_edges(topology: Any, prefix: str) -> list[tuple[Any, ...]]:
+    return [
+        (e.source, e.destination, e.requests, e.error_ratio, e.p95_ms, e.sources)
+        for e in topology.edges
+        if e.source.startswith(prefix)
+    ]
+
+
+def test_the_edge_cache_answers_what_the_spans_answer_and_notices_late_spans(server: Server) -> None:
+    assert server.state is not None
+    store, prefix = server.state.store, f"edges-{uuid.uuid4().hex[:6]}-"
+    start = START - timedelta(days=1)
+    since, until = start + timedelta(minutes=10), start + timedelta(minutes=50)
+    insert = store.sql(CALLS, traces="otel_traces")
+    store.command(insert, {"start_ns": int(start.timestamp()) * 10**9, "prefix": prefix, "first": 0, "count": 600})
+    long_after, before = until + timedelta(days=1), since  # every minute closed; none yet
+
+    def live() -> list[tuple[Any, ...]]:
+        return _span_edges(service_topology(store, since, until, now=before), prefix)
+
+    fresh = live()
+    assert [(s[len(prefix) :], d.removeprefix(prefix)) for s, d, *_ in fresh] == [("a", "db"), ("a", "b"), ("b", "c")]
+    first = _span_edges(service_topology(store, since, until, now=long_after), prefix)  # computes, caches
+    runs = store.rows(
+        "SELECT count() FROM otel.edge_minute_runs"
+        " WHERE Minute >= {a:DateTime('UTC')} AND Minute < {b:DateTime('UTC')}",
+        {"a": since, "b": until},
+    )
+    assert runs[0][0] >= 40
+    assert first == fresh
+    assert _span_edges(service_topology(store, since, until, now=long_after), prefix) == fresh  # from the cache
+    # Late spans in the middle of the window (copies of 30 traces): the minutes around them are computed again.
+    store.command(insert, {"start_ns": int(start.timestamp()) * 10**9, "prefix": prefix, "first": 200, "count": 30})
+    late = _span_edges(service_topology(store, since, until, now=long_after), prefix)
+    assert late == live()
+    assert late[1][2] == fresh[1][2] + 90  # a -> b: each copied server span pairs with both clients, and back

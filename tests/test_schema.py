@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from correlator.api.server import Server
-from correlator.store.ddl import INSERT_GUARD
+from correlator.store.ddl import insert_guard
 from correlator.store.migrate import MIGRATIONS, plan
 from tests.conftest import query
 
@@ -188,4 +188,4 @@ def test_migrations_are_numbered_in_one_sequence_and_plan_is_printable() -> None
     assert copies
     for sql in copies:
         table = sql.split()[2]
-        assert sql.endswith(INSERT_GUARD.format(table=table))
+        assert sql.endswith(insert_guard(table))

@@ -64,6 +64,10 @@ _IDENTIFIERS_AND_CONSTANTS = (
     "values are {{name:Type}} parameters; predates Store.sql's $name placeholders, which would be the house way"
 )
 ALLOWED: dict[tuple[str, str, str], str] = {
+    ("ddl.py", "InsertSelect.statements", "self.select.format"): (
+        "identifier-only: a migration's copy names its source table `{source}`, filled with the quoted table; "
+        "every copy's select is a constant of schema_*.py, the same as its view's"
+    ),
     ("ddl.py", "CreateMaterializedView.render", "self.select.format"): (
         "identifier-only: a view's SELECT names its source table `{source}`, filled with the quoted local table "
         "(which differs on a cluster); every view's select is a constant of schema_*.py"
@@ -75,7 +79,7 @@ ALLOWED: dict[tuple[str, str, str], str] = {
         "fills a constant column list (`TimeUnix, Count, BucketCounts`) into the constant template _POINTS_IN"
     ),
     ("trace_queries.py", "trace_spans", "SPANS.format"): _IDENTIFIERS_AND_CONSTANTS,
-    ("trace_queries.py", "trace_logs", "LOGS_OF_TRACE.format"): _IDENTIFIERS_AND_CONSTANTS,
+    ("trace_queries.py", "logs_between", "LOGS_OF_TRACE.format"): _IDENTIFIERS_AND_CONSTANTS,
     ("trace_queries.py", "deploy_candidates", "DEPLOY_CANDIDATES.format"): _IDENTIFIERS_AND_CONSTANTS,
 }
 

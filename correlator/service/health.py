@@ -95,7 +95,7 @@ class Health:
         active = IncidentFilter(since, until, statuses=ACTIVE_STATES, window=False, limit=1000)
         for incident in store_records.list_incidents(store, active):
             incidents[incident.service].append(incident)
-        topology = service_topology(store, since, until)
+        topology = service_topology(store, since, until, now)
         result = []
         for red in reds:
             name = red.service

@@ -185,8 +185,9 @@ class CreateMaterializedView:
         return [self.render(target)]
 
 
-INSERT_GUARD = "(SELECT count() FROM {table}) = 0"
-"""The condition every migration's INSERT ... SELECT carries, which makes it idempotent."""
+def insert_guard(table: str) -> str:
+    """The condition every migration's INSERT ... SELECT into a (quoted) table carries, which makes it idempotent."""
+    return f"(SELECT count() FROM {table}) = 0"
 
 
 @dataclass(frozen=True)
@@ -207,7 +208,7 @@ class InsertSelect:
         select = self.select.format(source=target.name(self.source_table))
         to_table = target.name(self.to_table)
         # Only into an empty table: a migration run again after a crash must not count the rows twice.
-        return [f"INSERT INTO {to_table}\nSELECT * FROM (\n{select}\n)\nWHERE {INSERT_GUARD.format(table=to_table)}"]
+        return [f"INSERT INTO {to_table}\nSELECT * FROM (\n{select}\n)\nWHERE {insert_guard(to_table)}"]
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,12 @@ straight to ClickHouse). Only what the read benchmarks asked for (docs/benchmark
   minute) of server and consumer spans; answers RED, the 24-hour p95 baseline, top endpoints and an incident's
   per-minute series from about 1 row per 50 requests.
 - `service_error_minutes`: failed requests per (service, minute, error type, message shape), for top errors.
+- `span_minutes`: spans stored per minute of their start, whatever their kind: how the edge cache below knows
+  that a minute it computed has not changed since.
+- `edge_minutes` and `edge_minute_runs`: the span witness of the topology per minute, a cache the correlator
+  fills (store/topology_queries.py). A call's two spans arrive in different inserts, often through different
+  collectors, so no view can pair them; the correlator pairs them once per closed minute instead, records how many
+  spans the minute's neighbourhood held, and computes the minute again whenever that count has moved.
 Reads take whole minutes from here and the partial minutes at a window's edges from otel_traces
 (store/rollup_sql.py), so answers do not depend on windows being minute-aligned.
 
@@ -24,9 +30,15 @@ from correlator.store.telemetry_sql import ERROR_SHAPE, ERROR_TYPE, IS_ERROR, IS
 
 SERVICE_RED_MINUTES = "service_red_minutes"
 SERVICE_ERROR_MINUTES = "service_error_minutes"
+SPAN_MINUTES = "span_minutes"
+EDGE_MINUTES = "edge_minutes"
+EDGE_MINUTE_RUNS = "edge_minute_runs"
 
 DURATION_STATE = "AggregateFunction(quantiles(0.5, 0.95, 0.99), UInt64)"
 """The duration (ns) column of the RED minutes; merge with quantilesMerge(0.5, 0.95, 0.99)."""
+
+EDGE_DURATION_STATE = "AggregateFunction(quantile(0.95), UInt64)"
+"""The duration (ns) column of the edge minutes; merge with quantileMerge(0.95)."""
 
 # Small rows, read by service and time range: the finer granularity keeps one service's hour a few granules.
 _ROLLUP_SETTINGS = "index_granularity = 1024"
@@ -95,20 +107,81 @@ WHERE {IS_REQUEST} AND {IS_ERROR}
 GROUP BY ServiceName, Minute, Type, Message"""
 
 
+_span_minutes = CreateTable(
+    table=SPAN_MINUTES,
+    columns=(
+        Column("Minute", "DateTime('UTC')"),
+        Column("Spans", "SimpleAggregateFunction(sum, UInt64)"),
+    ),
+    engine="AggregatingMergeTree",
+    partition_by="toYYYYMM(Minute)",
+    order_by="Minute",
+    settings=_ROLLUP_SETTINGS,
+    sharding_key="rand64()",
+)
+
+_SPAN_MINUTES_SELECT = """SELECT toStartOfMinute(Timestamp) AS Minute, count() AS Spans
+FROM {source}
+GROUP BY Minute"""
+
+# One run of the edge cache per computation of a minute; readers take each minute's latest run, and merges drop
+# the rows an older run left for the same edge. `Answered`: 1 for calls a server span answered, 0 for calls to
+# an uninstrumented callee (the peer's name).
+_edge_minutes = CreateTable(
+    table=EDGE_MINUTES,
+    columns=(
+        Column("Minute", "DateTime('UTC')"),
+        Column("Source", "LowCardinality(String)"),
+        Column("Destination", "LowCardinality(String)"),
+        Column("Answered", "UInt8"),
+        Column("Requests", "UInt64"),
+        Column("Errors", "UInt64"),
+        Column("Duration", EDGE_DURATION_STATE, codec=None),
+        Column("Run", "UInt64"),
+    ),
+    engine="ReplacingMergeTree(Run)",
+    partition_by="toYYYYMM(Minute)",
+    order_by="(Minute, Source, Destination, Answered)",
+    settings=_ROLLUP_SETTINGS,
+    # The correlator writes through the Distributed table; every run of a minute meets the others on one shard.
+    sharding_key="cityHash64(Minute)",
+)
+
+_edge_minute_runs = CreateTable(
+    table=EDGE_MINUTE_RUNS,
+    columns=(
+        Column("Minute", "DateTime('UTC')"),
+        # span_minutes' count over the minute and the slack either side when the run began.
+        Column("Spans", "UInt64"),
+        Column("Run", "UInt64"),
+    ),
+    engine="ReplacingMergeTree(Run)",
+    partition_by="toYYYYMM(Minute)",
+    order_by="Minute",
+    settings=_ROLLUP_SETTINGS,
+    sharding_key="cityHash64(Minute)",
+)
+
+
 def _view(table: str, select: str) -> CreateMaterializedView:
     return CreateMaterializedView(view=f"{table}_mv", to_table=table, source_table=TRACES, select=select)
 
 
 ROLLUP_TABLES = Migration(
     version=4,
-    name="per-minute RED and error types of services",
+    name="per-minute RED, error types, span counts and a topology cache",
     operations=(
         _red_minutes,
         _error_minutes,
+        _span_minutes,
+        _edge_minutes,
+        _edge_minute_runs,
         # Copy first, then attach the views: a store migrates before it takes inserts (serve migrates at start).
         InsertSelect(SERVICE_RED_MINUTES, TRACES, _RED_SELECT),
         InsertSelect(SERVICE_ERROR_MINUTES, TRACES, _ERRORS_SELECT),
+        InsertSelect(SPAN_MINUTES, TRACES, _SPAN_MINUTES_SELECT),
         _view(SERVICE_RED_MINUTES, _RED_SELECT),
         _view(SERVICE_ERROR_MINUTES, _ERRORS_SELECT),
+        _view(SPAN_MINUTES, _SPAN_MINUTES_SELECT),
     ),
 )
