@@ -40,6 +40,7 @@ EXPECTED_SHARDING = {
     "service_red_minutes": "rand64()",
     "service_error_minutes": "rand64()",
     "span_minutes": "rand64()",
+    "call_spans": "rand64()",
     "edge_minutes": "cityHash64(Minute)",
     "edge_minute_runs": "cityHash64(Minute)",
 }

@@ -146,7 +146,12 @@ def test_the_migration_copies_spans_stored_before_it(server: Server) -> None:
         store.sql(SPANS, traces="otel_traces"), {"start_ns": start_ns, "prefix": prefix, "first": 0, "count": 900}
     )
     copies = [op for op in MIGRATIONS[-1].operations if isinstance(op, InsertSelect)]
-    assert {c.to_table for c in copies} == {"service_red_minutes", "service_error_minutes", "span_minutes"}
+    assert {c.to_table for c in copies} == {
+        "service_red_minutes",
+        "service_error_minutes",
+        "span_minutes",
+        "call_spans",
+    }
     read: dict[str, Callable[[str], list[tuple[Any, ...]]]] = {
         "service_red_minutes": lambda table: store.rows(
             f"SELECT ServiceName, Minute, SpanName, sum(Requests), sum(Errors),"
@@ -158,6 +163,9 @@ def test_the_migration_copies_spans_stored_before_it(server: Server) -> None:
             f"SELECT ServiceName, Minute, Type, Message, sum(Count), min(FirstSeen) FROM {table}"
             " WHERE startsWith(ServiceName, {p:String}) GROUP BY ALL ORDER BY ALL",
             {"p": prefix},
+        ),
+        "call_spans": lambda table: store.rows(
+            f"SELECT * FROM {table} WHERE startsWith(ServiceName, {{p:String}}) ORDER BY ALL", {"p": prefix}
         ),
         # Every span counts there, whoever sent it: compare the minutes of these spans only.
         "span_minutes": lambda table: store.rows(

@@ -8,6 +8,9 @@ straight to ClickHouse). Only what the read benchmarks asked for (docs/benchmark
 - `service_error_minutes`: failed requests per (service, minute, error type, message shape), for top errors.
 - `span_minutes`: spans stored per minute of their start, whatever their kind: how the edge cache below knows
   that a minute it computed has not changed since.
+- `call_spans`: the two sides of every call, cut down to what pairs them (a 64-bit hash of the trace id and the
+  client span's id) and what the topology counts, ordered by time: otel_traces puts time third in its sort key,
+  so any time range across all services reads most of a day's granules there, maps included.
 - `edge_minutes` and `edge_minute_runs`: the span witness of the topology per minute, a cache the correlator
   fills (store/topology_queries.py). A call's two spans arrive in different inserts, often through different
   collectors, so no view can pair them; the correlator pairs them once per closed minute instead, records how many
@@ -26,11 +29,12 @@ from __future__ import annotations
 
 from correlator.store.ddl import Column, CreateMaterializedView, CreateTable, InsertSelect, Migration
 from correlator.store.schema_otel import TRACES
-from correlator.store.telemetry_sql import ERROR_SHAPE, ERROR_TYPE, IS_ERROR, IS_REQUEST
+from correlator.store.telemetry_sql import ERROR_SHAPE, ERROR_TYPE, IS_CLIENT_CALL, IS_ERROR, IS_REQUEST, PEER_NAME
 
 SERVICE_RED_MINUTES = "service_red_minutes"
 SERVICE_ERROR_MINUTES = "service_error_minutes"
 SPAN_MINUTES = "span_minutes"
+CALL_SPANS = "call_spans"
 EDGE_MINUTES = "edge_minutes"
 EDGE_MINUTE_RUNS = "edge_minute_runs"
 
@@ -124,6 +128,37 @@ _SPAN_MINUTES_SELECT = """SELECT toStartOfMinute(Timestamp) AS Minute, count() A
 FROM {source}
 GROUP BY Minute"""
 
+_call_spans = CreateTable(
+    table=CALL_SPANS,
+    columns=(
+        Column("Timestamp", "DateTime64(9, 'UTC')", codec="Delta, ZSTD(1)"),
+        # cityHash64(TraceId, SpanId) of a client (or producer) span; cityHash64(TraceId, ParentSpanId) of the
+        # server (or consumer) span that answers it.
+        Column("Call", "UInt64"),
+        Column("Served", "UInt8"),
+        Column("ServiceName", "LowCardinality(String)"),
+        # Whom a client span says it called (topology_queries.PEER_NAME); '' on the served side.
+        Column("Peer", "LowCardinality(String)"),
+        Column("Failed", "UInt8"),
+        Column("Duration", "UInt64"),
+    ),
+    partition_by="toDate(Timestamp)",
+    order_by="Timestamp",
+    sharding_key="rand64()",
+)
+
+_CALL_SPANS_SELECT = f"""SELECT
+    Timestamp,
+    if({IS_CLIENT_CALL}, cityHash64(TraceId, SpanId), cityHash64(TraceId, ParentSpanId)) AS Call,
+    toUInt8(NOT ({IS_CLIENT_CALL})) AS Served,
+    ServiceName,
+    if({IS_CLIENT_CALL}, {PEER_NAME}, '') AS Peer,
+    toUInt8({IS_ERROR}) AS Failed,
+    Duration
+FROM {{source}}
+WHERE ServiceName != '' AND TraceId != ''
+  AND ({IS_CLIENT_CALL} OR ({IS_REQUEST} AND ParentSpanId != ''))"""
+
 # One run of the edge cache per computation of a minute; readers take each minute's latest run, and merges drop
 # the rows an older run left for the same edge. `Answered`: 1 for calls a server span answered, 0 for calls to
 # an uninstrumented callee (the peer's name).
@@ -169,19 +204,22 @@ def _view(table: str, select: str) -> CreateMaterializedView:
 
 ROLLUP_TABLES = Migration(
     version=4,
-    name="per-minute RED, error types, span counts and a topology cache",
+    name="per-minute RED, error types, span counts, call spans and a topology cache",
     operations=(
         _red_minutes,
         _error_minutes,
         _span_minutes,
+        _call_spans,
         _edge_minutes,
         _edge_minute_runs,
         # Copy first, then attach the views: a store migrates before it takes inserts (serve migrates at start).
         InsertSelect(SERVICE_RED_MINUTES, TRACES, _RED_SELECT),
         InsertSelect(SERVICE_ERROR_MINUTES, TRACES, _ERRORS_SELECT),
         InsertSelect(SPAN_MINUTES, TRACES, _SPAN_MINUTES_SELECT),
+        InsertSelect(CALL_SPANS, TRACES, _CALL_SPANS_SELECT),
         _view(SERVICE_RED_MINUTES, _RED_SELECT),
         _view(SERVICE_ERROR_MINUTES, _ERRORS_SELECT),
         _view(SPAN_MINUTES, _SPAN_MINUTES_SELECT),
+        _view(CALL_SPANS, _CALL_SPANS_SELECT),
     ),
 )

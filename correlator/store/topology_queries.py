@@ -14,9 +14,14 @@ from typing import Any
 import polars as pl
 
 from correlator.store.client import Store
-from correlator.store.schema_otel import METRIC_TABLES, TRACES
-from correlator.store.schema_rollups import EDGE_MINUTE_RUNS, EDGE_MINUTES, SERVICE_RED_MINUTES, SPAN_MINUTES
-from correlator.store.telemetry_sql import IS_CLIENT_CALL, IS_ERROR, IS_REQUEST
+from correlator.store.schema_otel import METRIC_TABLES
+from correlator.store.schema_rollups import (
+    CALL_SPANS,
+    EDGE_MINUTE_RUNS,
+    EDGE_MINUTES,
+    SERVICE_RED_MINUTES,
+    SPAN_MINUTES,
+)
 
 _SINCE = "{since:DateTime64(9, 'UTC')}"
 _UNTIL = "{until:DateTime64(9, 'UTC')}"
@@ -28,84 +33,68 @@ _SLACK = "toIntervalSecond({slack_s:UInt32})"
 _NEAR = f"minute - {_SLACK}"
 _NEAR_END = f"minute + toIntervalMinute(1) + {_SLACK}"
 
-PEER_NAME = (
-    "multiIf(SpanAttributes['peer.service'] != '', SpanAttributes['peer.service'],"
-    " SpanAttributes['server.address'] != '', SpanAttributes['server.address'],"
-    " SpanAttributes['net.peer.name'])"
-)
-"""Whom a client span says it called: `peer.service`, else `server.address` (legacy `net.peer.name`)."""
 
-
-def span_edge_minutes_sql(traces: str) -> str:
-    """The span witness per minute of [since, until) (whole minutes): minute, source, destination, answered,
-    requests, errors and a quantile(0.95) state of durations (ns).
+def span_edge_minutes_sql(calls: str) -> str:
+    """The span witness per minute of [since, until) (whole minutes) from call_spans: minute, source, destination,
+    answered, requests, errors and a quantile(0.95) state of durations (ns).
 
     Answered (1): a server (or consumer) span started in the minute whose parent is a client (or producer) span of
     another service started within the slack of that minute; failures and durations are the callee's. Unanswered
     (0): a client span started in the minute that names a peer and has no server child started within the slack
-    of the minute; failures and durations are the caller's own view of the call. Joins run on a 64-bit hash of
-    (trace id, span id), several times cheaper than on the strings, which are compared after the join.
+    of the minute; failures and durations are the caller's own view of the call. The two sides meet on the 64-bit
+    hash of (trace id, client span id): two calls collide in a window of a million with odds near 1 in 30 million.
     """
     return f"""
 SELECT minute, calls.ServiceName AS source, served.ServiceName AS destination, toUInt8(1) AS answered,
-       count() AS requests, countIf(served.failed) AS errors, quantileState(0.95)(served.Duration) AS duration
+       count() AS requests, countIf(served.Failed) AS errors, quantileState(0.95)(served.Duration) AS duration
 FROM (
-    SELECT cityHash64(TraceId, ParentSpanId) AS call, TraceId, ParentSpanId, ServiceName, Duration,
-           {IS_ERROR} AS failed, toStartOfMinute(Timestamp) AS minute
-    FROM {traces}
-    WHERE Timestamp >= {_SINCE} AND Timestamp < {_UNTIL} AND {IS_REQUEST} AND ParentSpanId != ''
-      AND ServiceName != ''
+    SELECT Call, ServiceName, Failed, Duration, toStartOfMinute(Timestamp) AS minute
+    FROM {calls}
+    WHERE Timestamp >= {_SINCE} AND Timestamp < {_UNTIL} AND Served = 1
 ) AS served
 INNER JOIN (
-    SELECT cityHash64(TraceId, SpanId) AS call, TraceId, SpanId, ServiceName, Timestamp
-    FROM {traces}
-    WHERE Timestamp >= {_SINCE} - {_SLACK} AND Timestamp < {_UNTIL} + {_SLACK} AND {IS_CLIENT_CALL}
-      AND ServiceName != ''
-) AS calls ON served.call = calls.call
-WHERE served.TraceId = calls.TraceId AND served.ParentSpanId = calls.SpanId
-  AND calls.ServiceName != served.ServiceName
-  AND calls.Timestamp >= {_NEAR} AND calls.Timestamp < {_NEAR_END}
+    SELECT Call, ServiceName, Timestamp
+    FROM {calls}
+    WHERE Timestamp >= {_SINCE} - {_SLACK} AND Timestamp < {_UNTIL} + {_SLACK} AND Served = 0
+) AS calls ON served.Call = calls.Call
+WHERE calls.ServiceName != served.ServiceName AND calls.Timestamp >= {_NEAR} AND calls.Timestamp < {_NEAR_END}
 GROUP BY minute, source, destination
 UNION ALL
 SELECT minute, source, destination, toUInt8(0), count(), countIf(failed), quantileState(0.95)(duration)
 FROM (
-    SELECT calls.minute AS minute, any(calls.ServiceName) AS source, any(calls.peer) AS destination,
-           any(calls.failed) AS failed, any(calls.Duration) AS duration
+    SELECT calls.minute AS minute, any(calls.ServiceName) AS source, any(calls.Peer) AS destination,
+           any(calls.Failed) AS failed, any(calls.Duration) AS duration
     FROM (
-        SELECT cityHash64(TraceId, SpanId) AS call, TraceId, SpanId, ServiceName, Duration, {PEER_NAME} AS peer,
-               {IS_ERROR} AS failed, toStartOfMinute(Timestamp) AS minute
-        FROM {traces}
-        WHERE Timestamp >= {_SINCE} AND Timestamp < {_UNTIL} AND {IS_CLIENT_CALL} AND ServiceName != ''
-          AND peer != '' AND peer != ServiceName
+        SELECT Call, ServiceName, Peer, Failed, Duration, toStartOfMinute(Timestamp) AS minute
+        FROM {calls}
+        WHERE Timestamp >= {_SINCE} AND Timestamp < {_UNTIL} AND Served = 0 AND Peer != '' AND Peer != ServiceName
     ) AS calls
     LEFT JOIN (
-        SELECT cityHash64(TraceId, ParentSpanId) AS call, TraceId, ParentSpanId, Timestamp
-        FROM {traces}
-        WHERE Timestamp >= {_SINCE} - {_SLACK} AND Timestamp < {_UNTIL} + {_SLACK} AND {IS_REQUEST}
-          AND ParentSpanId != ''
-    ) AS served ON calls.call = served.call
-    GROUP BY calls.call, calls.TraceId, calls.SpanId, minute
-    HAVING countIf(served.TraceId = calls.TraceId AND served.ParentSpanId = calls.SpanId
-                   AND served.Timestamp >= {_NEAR} AND served.Timestamp < {_NEAR_END}) = 0
+        SELECT Call, Timestamp
+        FROM {calls}
+        WHERE Timestamp >= {_SINCE} - {_SLACK} AND Timestamp < {_UNTIL} + {_SLACK} AND Served = 1
+    ) AS served ON calls.Call = served.Call
+    GROUP BY calls.Call, minute
+    HAVING countIf(served.Call = calls.Call AND served.Timestamp >= {_NEAR} AND served.Timestamp < {_NEAR_END}) = 0
 )
 GROUP BY minute, source, destination
 """
 
 
-def cache_edge_minutes_sql(traces: str, edge_minutes: str) -> str:
+def cache_edge_minutes_sql(calls: str, edge_minutes: str) -> str:
     """Store one run of the span witness for the whole minutes of [since, until) in the edge cache."""
     return f"""
 INSERT INTO {edge_minutes} (Minute, Source, Destination, Answered, Requests, Errors, Duration, Run)
 SELECT minute, source, destination, answered, requests, errors, duration, {{run:UInt64}}
-FROM ({span_edge_minutes_sql(traces)})
+FROM ({span_edge_minutes_sql(calls)})
 """
 
 
-def span_edges_sql(traces: str, edge_minutes: str, runs: str, *, live: bool) -> str:
+def span_edges_sql(calls: str, edge_minutes: str, runs: str, *, live: bool) -> str:
     """The span witness of a window per (source, destination, answered), p95 in ms: the latest cached run of each
     minute of [cached_since, cached_until), and (when `live`) the minutes of [live_since, until) computed from the
     spans now. Without live minutes that part is left out: its joins would still read the slack around it."""
-    live_minutes = span_edge_minutes_sql(traces).replace(_SINCE, _LIVE_SINCE)
+    live_minutes = span_edge_minutes_sql(calls).replace(_SINCE, _LIVE_SINCE)
     live_part = (
         "    UNION ALL\n    SELECT source, destination, answered, requests, errors, duration\n"
         f"    FROM ({live_minutes})"
@@ -294,7 +283,7 @@ def cache_edge_minutes(
     read, it can only be lower than what the run saw, so a minute that changes meanwhile is recomputed later.
     """
     run = time.time_ns()
-    sql = cache_edge_minutes_sql(store.table(TRACES), store.table(EDGE_MINUTES))
+    sql = cache_edge_minutes_sql(store.table(CALL_SPANS), store.table(EDGE_MINUTES))
     store.command(sql, {"since": since, "until": until, "slack_s": int(slack.total_seconds()), "run": run})
     minutes = sorted(spans_seen)
     store.insert_columns(
@@ -309,7 +298,7 @@ def span_edges(
 ) -> pl.DataFrame:
     """source, destination, answered, requests, errors, p95_ms of the span witness: the `cached` minutes from the
     cache, the `live` ones from the spans (span_edges_sql)."""
-    tables = store.table(TRACES), store.table(EDGE_MINUTES), store.table(EDGE_MINUTE_RUNS)
+    tables = store.table(CALL_SPANS), store.table(EDGE_MINUTES), store.table(EDGE_MINUTE_RUNS)
     sql = span_edges_sql(*tables, live=live[0] < live[1])
     parameters = {
         "cached_since": cached[0], "cached_until": cached[1], "live_since": live[0], "until": live[1],
