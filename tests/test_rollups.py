@@ -147,12 +147,18 @@ def test_the_migration_copies_spans_stored_before_it(server: Server) -> None:
     )
     copies = [op for op in MIGRATIONS[-1].operations if isinstance(op, InsertSelect)]
     assert {c.to_table for c in copies} == {
+        "service_minutes",
         "service_red_minutes",
         "service_error_minutes",
         "span_minutes",
         "call_spans",
     }
     read: dict[str, Callable[[str], list[tuple[Any, ...]]]] = {
+        "service_minutes": lambda table: store.rows(
+            f"SELECT ServiceName, Minute, sum(Requests), sum(Errors), quantilesMerge(0.5, 0.95, 0.99)(Duration)"
+            f" FROM {table} WHERE startsWith(ServiceName, {{p:String}}) GROUP BY ALL ORDER BY ALL",
+            {"p": prefix},
+        ),
         "service_red_minutes": lambda table: store.rows(
             f"SELECT ServiceName, Minute, SpanName, sum(Requests), sum(Errors),"
             f" quantilesMerge(0.5, 0.95, 0.99)(Duration) FROM {table} WHERE startsWith(ServiceName, {{p:String}})"

@@ -12,7 +12,7 @@ from correlator.store.client import Store
 from correlator.store.rollup_sql import MINUTES_IN_WINDOW, SPANS_AT_EDGES, minute_parameters
 from correlator.store.schema_otel import LOGS, TRACES
 from correlator.store.schema_platform import DEPLOYMENTS, INCIDENTS, SERVICE_VERSION_MINUTES, SERVICE_VERSIONS
-from correlator.store.schema_rollups import SERVICE_ERROR_MINUTES, SERVICE_RED_MINUTES
+from correlator.store.schema_rollups import SERVICE_ERROR_MINUTES, SERVICE_MINUTES, SERVICE_RED_MINUTES
 from correlator.store.telemetry_sql import ERROR_SHAPE, ERROR_TYPE, IN_WINDOW, IS_ERROR, IS_ERROR_LOG, IS_REQUEST
 
 # An empty list of services means every service. `IN` rather than has(): the engine turns an IN over the sort
@@ -41,9 +41,22 @@ _RED_PARTS = f"""
     GROUP BY ServiceName, SpanName
 """
 
+_SERVICE_PARTS = f"""
+    SELECT ServiceName, sum(Requests) AS requests, sum(Errors) AS errors,
+           quantilesMergeState(0.5, 0.95, 0.99)(Duration) AS duration
+    FROM $service_minutes
+    WHERE {MINUTES_IN_WINDOW} AND {_SERVICES}
+    GROUP BY ServiceName
+    UNION ALL
+    SELECT ServiceName, count(), countIf({IS_ERROR}), quantilesState(0.5, 0.95, 0.99)(Duration)
+    FROM $traces
+    WHERE {SPANS_AT_EDGES} AND {IS_REQUEST} AND {_SERVICES}
+    GROUP BY ServiceName
+"""
+
 RED = f"""
 SELECT ServiceName, sum(requests), sum(errors), quantilesMerge(0.5, 0.95, 0.99)(duration)
-FROM ({_RED_PARTS})
+FROM ({_SERVICE_PARTS})
 GROUP BY ServiceName
 """
 """Requests, failed requests and duration percentiles (ns) per service in a window."""
@@ -54,7 +67,13 @@ def _window(services: Sequence[str], since: datetime, until: datetime) -> dict[s
 
 
 def _rollup_sql(store: Store, template: str) -> str:
-    return store.sql(template, traces=TRACES, red_minutes=SERVICE_RED_MINUTES, error_minutes=SERVICE_ERROR_MINUTES)
+    return store.sql(
+        template,
+        traces=TRACES,
+        service_minutes=SERVICE_MINUTES,
+        red_minutes=SERVICE_RED_MINUTES,
+        error_minutes=SERVICE_ERROR_MINUTES,
+    )
 
 
 _RED_SCHEMA = {
@@ -75,7 +94,7 @@ def red(store: Store, services: Sequence[str], since: datetime, until: datetime)
 
 BASELINE_P95 = f"""
 SELECT ServiceName, quantilesMerge(0.5, 0.95, 0.99)(duration)[2] / 1e6
-FROM ({_RED_PARTS})
+FROM ({_SERVICE_PARTS})
 GROUP BY ServiceName
 """
 """Each service's p95 (ms) over a baseline window (the 24 hours before the window looked at)."""

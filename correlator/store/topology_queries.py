@@ -19,7 +19,7 @@ from correlator.store.schema_rollups import (
     CALL_SPANS,
     EDGE_MINUTE_RUNS,
     EDGE_MINUTES,
-    SERVICE_RED_MINUTES,
+    SERVICE_MINUTES,
     SPAN_MINUTES,
 )
 
@@ -135,7 +135,7 @@ GROUP BY Minute
 
 
 SERVING_SERVICES = """
-SELECT DISTINCT ServiceName FROM $red_minutes
+SELECT DISTINCT ServiceName FROM $service_minutes
 WHERE Minute >= {since:DateTime('UTC')} AND Minute < {until:DateTime('UTC')} AND ServiceName != ''
 ORDER BY ServiceName
 """
@@ -309,7 +309,7 @@ def span_edges(
 
 def serving_services(store: Store, since: datetime, until: datetime) -> list[str]:
     """Services with server or consumer spans in the whole minutes of [since, until), by name (SERVING_SERVICES)."""
-    sql = store.sql(SERVING_SERVICES, red_minutes=SERVICE_RED_MINUTES)
+    sql = store.sql(SERVING_SERVICES, service_minutes=SERVICE_MINUTES)
     return [str(name) for (name,) in store.rows(sql, {"since": since, "until": until})]
 
 
