@@ -148,12 +148,18 @@ def test_the_migration_copies_spans_stored_before_it(server: Server) -> None:
     copies = [op for op in MIGRATIONS[-1].operations if isinstance(op, InsertSelect)]
     assert {c.to_table for c in copies} == {
         "service_minutes",
+        "service_hours",
         "service_red_minutes",
         "service_error_minutes",
         "span_minutes",
         "call_spans",
     }
     read: dict[str, Callable[[str], list[tuple[Any, ...]]]] = {
+        "service_hours": lambda table: store.rows(
+            f"SELECT ServiceName, Hour, sum(Requests), sum(Errors), quantilesMerge(0.5, 0.95, 0.99)(Duration)"
+            f" FROM {table} WHERE startsWith(ServiceName, {{p:String}}) GROUP BY ALL ORDER BY ALL",
+            {"p": prefix},
+        ),
         "service_minutes": lambda table: store.rows(
             f"SELECT ServiceName, Minute, sum(Requests), sum(Errors), quantilesMerge(0.5, 0.95, 0.99)(Duration)"
             f" FROM {table} WHERE startsWith(ServiceName, {{p:String}}) GROUP BY ALL ORDER BY ALL",
@@ -175,7 +181,7 @@ def test_the_migration_copies_spans_stored_before_it(server: Server) -> None:
         ),
         # Every span counts there, whoever sent it: compare the minutes of these spans only.
         "span_minutes": lambda table: store.rows(
-            f"SELECT Minute, sum(Spans) FROM {table} WHERE Minute >= {{a:DateTime('UTC')}}"
+            f"SELECT Minute, ServiceName, sum(Spans) FROM {table} WHERE Minute >= {{a:DateTime('UTC')}}"
             " AND Minute < {a:DateTime('UTC')} + INTERVAL 20 MINUTE GROUP BY ALL ORDER BY ALL",
             {"a": START - timedelta(days=2)},
         ),
@@ -184,7 +190,7 @@ def test_the_migration_copies_spans_stored_before_it(server: Server) -> None:
         scratch = f"scratch_{uuid.uuid4().hex[:8]}"
         store.command(f"CREATE TABLE otel.{scratch} AS {store.table(copy.to_table)}")
         try:
-            store.command(f"INSERT INTO otel.{scratch} " + copy.select.format(source=store.table("otel_traces")))
+            store.command(f"INSERT INTO otel.{scratch} " + copy.select.format(source=store.table(copy.source_table)))
             assert read[copy.to_table](f"otel.{scratch}") == read[copy.to_table](store.table(copy.to_table))
         finally:
             store.command(f"DROP TABLE otel.{scratch}")

@@ -65,7 +65,8 @@ class Health:
 
     def services(self, window: Window) -> list[ServiceHealth]:
         """Every service with telemetry or deploys in the window, or an active incident."""
-        names = q.active_services(self._store, window.since, window.until)
+        whole = window.whole_minutes()
+        names = q.active_services(self._store, whole.since, whole.until)
         return self._health(names, window) if names else []
 
     def _health(self, names: list[str], asked: Window) -> list[ServiceHealth]:

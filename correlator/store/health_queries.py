@@ -9,10 +9,23 @@ from typing import Any
 import polars as pl
 
 from correlator.store.client import Store
-from correlator.store.rollup_sql import MINUTES_IN_WINDOW, SPANS_AT_EDGES, minute_parameters
+from correlator.store.rollup_sql import (
+    HOURS_IN_WINDOW,
+    MINUTES_AROUND_HOURS,
+    MINUTES_IN_WINDOW,
+    SPANS_AT_EDGES,
+    hour_parameters,
+    minute_parameters,
+)
 from correlator.store.schema_otel import LOGS, TRACES
 from correlator.store.schema_platform import DEPLOYMENTS, INCIDENTS, SERVICE_VERSION_MINUTES, SERVICE_VERSIONS
-from correlator.store.schema_rollups import SERVICE_ERROR_MINUTES, SERVICE_MINUTES, SERVICE_RED_MINUTES
+from correlator.store.schema_rollups import (
+    SERVICE_ERROR_MINUTES,
+    SERVICE_HOURS,
+    SERVICE_MINUTES,
+    SERVICE_RED_MINUTES,
+    SPAN_MINUTES,
+)
 from correlator.store.telemetry_sql import ERROR_SHAPE, ERROR_TYPE, IN_WINDOW, IS_ERROR, IS_ERROR_LOG, IS_REQUEST
 
 # An empty list of services means every service. `IN` rather than has(): the engine turns an IN over the sort
@@ -71,6 +84,7 @@ def _rollup_sql(store: Store, template: str) -> str:
         template,
         traces=TRACES,
         service_minutes=SERVICE_MINUTES,
+        service_hours=SERVICE_HOURS,
         red_minutes=SERVICE_RED_MINUTES,
         error_minutes=SERVICE_ERROR_MINUTES,
     )
@@ -94,7 +108,22 @@ def red(store: Store, services: Sequence[str], since: datetime, until: datetime)
 
 BASELINE_P95 = f"""
 SELECT ServiceName, quantilesMerge(0.5, 0.95, 0.99)(duration)[2] / 1e6
-FROM ({_SERVICE_PARTS})
+FROM (
+    SELECT ServiceName, quantilesMergeState(0.5, 0.95, 0.99)(Duration) AS duration
+    FROM $service_hours
+    WHERE {HOURS_IN_WINDOW} AND {_SERVICES}
+    GROUP BY ServiceName
+    UNION ALL
+    SELECT ServiceName, quantilesMergeState(0.5, 0.95, 0.99)(Duration)
+    FROM $service_minutes
+    WHERE {MINUTES_AROUND_HOURS} AND {_SERVICES}
+    GROUP BY ServiceName
+    UNION ALL
+    SELECT ServiceName, quantilesState(0.5, 0.95, 0.99)(Duration)
+    FROM $traces
+    WHERE {SPANS_AT_EDGES} AND {IS_REQUEST} AND {_SERVICES}
+    GROUP BY ServiceName
+)
 GROUP BY ServiceName
 """
 """Each service's p95 (ms) over a baseline window (the 24 hours before the window looked at)."""
@@ -103,7 +132,8 @@ GROUP BY ServiceName
 def baseline_p95(store: Store, services: Sequence[str], since: datetime, until: datetime) -> pl.DataFrame:
     """service, baseline_p95_ms."""
     sql = _rollup_sql(store, BASELINE_P95)
-    return _frame(store, sql, _window(services, since, until), {"service": pl.String, "baseline_p95_ms": pl.Float64})
+    parameters = {"services": list(services), **hour_parameters(since, until)}
+    return _frame(store, sql, parameters, {"service": pl.String, "baseline_p95_ms": pl.Float64})
 
 
 LOG_ERRORS = f"""
@@ -207,7 +237,8 @@ def current_run_deploys(store: Store, services: Sequence[str]) -> pl.DataFrame:
 
 
 ACTIVE_SERVICES = f"""
-SELECT DISTINCT ServiceName FROM $traces WHERE {IN_WINDOW} AND ServiceName != ''
+SELECT DISTINCT ServiceName FROM $span_minutes
+WHERE Minute >= {{since:DateTime64(9, 'UTC')}} AND Minute < {{until:DateTime64(9, 'UTC')}} AND ServiceName != ''
 UNION DISTINCT
 SELECT DISTINCT ServiceName FROM $logs WHERE {IN_WINDOW} AND ServiceName != ''
 UNION DISTINCT
@@ -216,10 +247,11 @@ WHERE started_at >= {{since:DateTime64(9, 'UTC')}} AND started_at < {{until:Date
 UNION DISTINCT
 SELECT DISTINCT service FROM $incidents FINAL WHERE status != 'resolved'
 """
-"""Services with telemetry or deploys in the window, or an active incident: what the service list shows."""
+"""Services with telemetry or deploys in a window of whole minutes, or an active incident: what the service list
+shows. Spans count by their minute in span_minutes (a day of otel_traces' ServiceName column otherwise)."""
 
 
 def active_services(store: Store, since: datetime, until: datetime) -> list[str]:
-    """The services the service list shows for a window, sorted."""
-    sql = store.sql(ACTIVE_SERVICES, traces=TRACES, logs=LOGS, deployments=DEPLOYMENTS, incidents=INCIDENTS)
+    """The services the service list shows for a window of whole minutes, sorted."""
+    sql = store.sql(ACTIVE_SERVICES, span_minutes=SPAN_MINUTES, logs=LOGS, deployments=DEPLOYMENTS, incidents=INCIDENTS)
     return sorted(str(row[0]) for row in store.rows(sql, {"since": since, "until": until}))

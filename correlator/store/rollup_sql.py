@@ -18,7 +18,17 @@ SPANS_AT_EDGES = (
 )
 """The partial minutes at the window's two ends, on otel_traces' Timestamp."""
 
+HOURS_IN_WINDOW = "Hour >= {hour_since:DateTime('UTC')} AND Hour < {hour_until:DateTime('UTC')}"
+"""The whole hours of the window's whole minutes, on an hourly table's Hour."""
+
+MINUTES_AROUND_HOURS = (
+    "((Minute >= {minute_since:DateTime('UTC')} AND Minute < {hour_since:DateTime('UTC')})"
+    " OR (Minute >= {hour_until:DateTime('UTC')} AND Minute < {minute_until:DateTime('UTC')}))"
+)
+"""The whole minutes of the window outside its whole hours, on a per-minute table's Minute."""
+
 _MINUTE = timedelta(minutes=1)
+_HOUR = timedelta(hours=1)
 
 
 def _floor_minute(at: datetime) -> datetime:
@@ -40,3 +50,15 @@ def minute_parameters(since: datetime, until: datetime) -> dict[str, datetime]:
         "minute_since": first, "minute_until": last,
         "head_since": since, "head_until": first, "tail_since": last, "tail_until": until,
     }  # fmt: skip
+
+
+def hour_parameters(since: datetime, until: datetime) -> dict[str, datetime]:
+    """minute_parameters plus the bound values of HOURS_IN_WINDOW and MINUTES_AROUND_HOURS."""
+    minutes = minute_parameters(since, until)
+    first = minutes["minute_since"].replace(minute=0)
+    if first < minutes["minute_since"]:
+        first += _HOUR
+    last = minutes["minute_until"].replace(minute=0)
+    if first >= last:  # no whole hour inside: the minutes answer for all of it
+        first = last = minutes["minute_since"]
+    return {**minutes, "hour_since": first, "hour_until": last}
