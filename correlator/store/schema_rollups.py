@@ -195,7 +195,7 @@ _call_spans = CreateTable(
         Column("Call", "UInt64"),
         Column("Served", "UInt8"),
         Column("ServiceName", "LowCardinality(String)"),
-        # Whom a client span says it called (topology_queries.PEER_NAME); '' on the served side.
+        # Whom a client span says it called (telemetry_sql.PEER_NAME); '' on the served side.
         Column("Peer", "LowCardinality(String)"),
         Column("Failed", "UInt8"),
         Column("Duration", "UInt64"),
