@@ -245,6 +245,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-http", action="store_true", help="skip the HTTP routes")
     parser.add_argument("--merge-wait", type=float, default=300, help="longest wait for background merges (s)")
     parser.add_argument("--keep", action="store_true", help="keep the data directory (to look at it afterwards)")
+    parser.add_argument("--only", default="", help="measure only the reads whose name contains this text")
     args = parser.parse_args(argv)
 
     def say(text: str) -> None:
@@ -293,6 +294,7 @@ def main(argv: list[str] | None = None) -> None:
         client = httpx.Client(base_url=server.url(), timeout=120)
         rng = random.Random(11)
         cases = build_cases(state, store, plan, deploy_ids, incident_ids, client, rng, http=not args.no_http)
+        cases = [case for case in cases if args.only in case.name]
         show_samples(cases)
         say(f"measuring; load average {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
         results = []
