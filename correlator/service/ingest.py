@@ -159,10 +159,13 @@ class IngestWriter:
             rate = records / seconds
             self._rate = rate if not self._rate else 0.7 * self._rate + 0.3 * rate
 
-    def _take_batch(self) -> list[_Pending]:
+    def _take_batch(self) -> list[_Pending] | None:
+        """The next batch ([] if everything taken had been cancelled); None once stopping with nothing queued."""
         with self._cond:
             while not self._pending and not self._stopping:
                 self._cond.wait()
+            if not self._pending:
+                return None
             batch: list[_Pending] = []
             size = 0
             while self._pending and (not batch or size + self._pending[0].records <= self._batch_max):
@@ -179,11 +182,7 @@ class IngestWriter:
         self._metrics.queue_depth.labels(item.signal.value).dec(item.records)
 
     def _run(self) -> None:
-        while True:
-            with self._cond:
-                if self._stopping and not self._pending:
-                    return
-            batch = self._take_batch()
+        while (batch := self._take_batch()) is not None:
             if not batch:
                 continue  # everything taken had been cancelled
             started = time.perf_counter()

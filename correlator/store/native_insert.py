@@ -161,7 +161,7 @@ def _unsupported_value(v: str) -> str:
         f" + ({v}.value = 'string_value_strindex')"
         f" + countEqual({v}.array_value.values.value, 'string_value_strindex')"
         f" + countEqual({v}.kvlist_value.values.value.value, 'string_value_strindex')"
-        # Invalid UTF-8 inside arrays/maps (see _bad_utf8).
+        # Invalid UTF-8 inside arrays/maps (metrics bodies rely on this; trace and logs bodies were decoded by upb).
         f" + arrayCount(x -> NOT isValidUTF8(x), {v}.kvlist_value.values.key)"
         f" + arrayCount(x -> NOT isValidUTF8(x), {v}.array_value.values.string_value)"
         f" + arrayCount(x -> NOT isValidUTF8(x), {v}.kvlist_value.values.value.string_value))"

@@ -135,7 +135,11 @@ _EXEMPLAR_PROBLEMS = (
 
 
 def _bad_text(strings: Sequence[str]) -> str:
-    """1 if any of these strings is not valid UTF-8 (see native_insert._bad_utf8)."""
+    """1 if any of these strings is not valid UTF-8 (Go's and upb's decoders reject it; the engine would not).
+
+    The strings are joined with '\\n' and validated once: an ASCII separator can neither complete a truncated
+    sequence nor continue one, so the join is valid exactly when every part is.
+    """
     # Checked inside the traversal rather than over flattened paths: extracting each of dozens of
     # nested paths from the parsed requests costs more than the check itself.
     parts = ", '\\n', ".join(strings)
