@@ -9,8 +9,15 @@ from __future__ import annotations
 
 import re
 
-from correlator.store.telemetry_sql import ERROR_SHAPE, ERROR_TYPE, IS_CLIENT_CALL, IS_ERROR, IS_ERROR_LOG, IS_REQUEST
-from correlator.store.topology_queries import PEER_NAME
+from correlator.store.telemetry_sql import (
+    ERROR_SHAPE,
+    ERROR_TYPE,
+    IS_CLIENT_CALL,
+    IS_ERROR,
+    IS_ERROR_LOG,
+    IS_REQUEST,
+    PEER_NAME,
+)
 
 FRAGMENTS = {
     "IS_REQUEST": IS_REQUEST,

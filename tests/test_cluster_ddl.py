@@ -37,6 +37,14 @@ EXPECTED_SHARDING = {
     "service_version_minutes": "rand64()",
     "service_versions": "cityHash64(service, environment)",
     "incident_analysis": "cityHash64(incident_id)",
+    "service_minutes": "rand64()",
+    "service_hours": "rand64()",
+    "service_red_minutes": "rand64()",
+    "service_error_minutes": "rand64()",
+    "span_minutes": "rand64()",
+    "call_spans": "rand64()",
+    "edge_minutes": "cityHash64(Minute)",
+    "edge_minute_runs": "cityHash64(Minute)",
 }
 EXPECTED_ENGINES = {
     "schema_migrations": "ReplicatedReplacingMergeTree",
@@ -47,6 +55,13 @@ EXPECTED_ENGINES = {
     "service_versions": "ReplicatedReplacingMergeTree",
     "service_version_minutes": "ReplicatedAggregatingMergeTree",
     "incident_analysis": "ReplicatedReplacingMergeTree",
+    "service_minutes": "ReplicatedAggregatingMergeTree",
+    "service_hours": "ReplicatedAggregatingMergeTree",
+    "service_red_minutes": "ReplicatedAggregatingMergeTree",
+    "service_error_minutes": "ReplicatedAggregatingMergeTree",
+    "span_minutes": "ReplicatedAggregatingMergeTree",
+    "edge_minutes": "ReplicatedReplacingMergeTree",
+    "edge_minute_runs": "ReplicatedReplacingMergeTree",
 }
 CREATE_LOCAL = re.compile(
     r"^CREATE TABLE IF NOT EXISTS `otel`\.`(?P<table>\w+)_local` ON CLUSTER 'correlator'\n.*?"

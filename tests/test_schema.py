@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from correlator.api.server import Server
+from correlator.store.ddl import insert_guard
 from correlator.store.migrate import MIGRATIONS, plan
 from tests.conftest import query
 
@@ -180,4 +181,11 @@ def test_migrations_are_numbered_in_one_sequence_and_plan_is_printable() -> None
     assert versions == list(range(1, len(versions) + 1))
     statements = plan("otel")
     assert statements[0].sql.startswith("CREATE DATABASE IF NOT EXISTS `otel`")
-    assert all("IF NOT EXISTS" in s.sql for s in statements)  # idempotent when re-run
+    # Idempotent when re-run: tables and views only if missing, copies only into an empty table.
+    creates = [s.sql for s in statements if not s.sql.startswith("INSERT INTO ")]
+    copies = [s.sql for s in statements if s.sql.startswith("INSERT INTO ")]
+    assert all("IF NOT EXISTS" in sql for sql in creates)
+    assert copies
+    for sql in copies:
+        table = sql.split()[2]
+        assert sql.endswith(insert_guard(table))

@@ -64,6 +64,10 @@ _IDENTIFIERS_AND_CONSTANTS = (
     "values are {{name:Type}} parameters; predates Store.sql's $name placeholders, which would be the house way"
 )
 ALLOWED: dict[tuple[str, str, str], str] = {
+    ("ddl.py", "InsertSelect.statements", "self.select.format"): (
+        "identifier-only: a migration's copy names its source table `{source}`, filled with the quoted table; "
+        "every copy's select is a constant of schema_*.py, the same as its view's"
+    ),
     ("ddl.py", "CreateMaterializedView.render", "self.select.format"): (
         "identifier-only: a view's SELECT names its source table `{source}`, filled with the quoted local table "
         "(which differs on a cluster); every view's select is a constant of schema_*.py"

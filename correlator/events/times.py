@@ -83,6 +83,14 @@ class Window:
     since: datetime
     until: datetime
 
+    def whole_minutes(self) -> Window:
+        """The smallest window of whole minutes holding this one: since down to its minute, until up to its."""
+        since = self.since.replace(second=0, microsecond=0)
+        until = self.until.replace(second=0, microsecond=0)
+        if until < self.until:
+            until += timedelta(minutes=1)
+        return Window(since, until)
+
 
 def parse_window(
     since: str | None, until: str | None, *, default: timedelta, longest: timedelta, now: datetime

@@ -144,7 +144,7 @@ class IncidentAnalyses:
         end = incident.resolved_at or now
         impact_since = found.at or opened - DEFAULT_IMPACT
         since, until = candidate_window(anchor, self._suspect_rules)
-        related = relations(service, service_topology(store, since, max(until, end)).edges)
+        related = relations(service, service_topology(store, since, max(until, end), now).edges)
         deploys = [
             d
             for d in store_records.list_deploys(

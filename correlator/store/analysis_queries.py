@@ -10,23 +10,38 @@ import polars as pl
 
 from correlator.model import IncidentAnalysis
 from correlator.store.client import Store
+from correlator.store.rollup_sql import MINUTES_IN_WINDOW, SPANS_AT_EDGES, minute_parameters
 from correlator.store.schema_analysis import INCIDENT_ANALYSIS
 from correlator.store.schema_otel import TRACES
-from correlator.store.telemetry_sql import IN_WINDOW, IS_CLIENT_CALL, IS_ERROR, IS_REQUEST
+from correlator.store.schema_rollups import CALL_SPANS, SERVICE_MINUTES
+from correlator.store.telemetry_sql import IN_WINDOW, IS_ERROR, IS_REQUEST
 
 MINUTES = f"""
-SELECT toStartOfMinute(Timestamp) AS minute, count(), countIf({IS_ERROR}), quantile(0.95)(Duration) / 1e6
-FROM $traces
-WHERE ServiceName = {{service:String}} AND {IN_WINDOW} AND {IS_REQUEST}
+SELECT minute, sum(requests), sum(errors), quantilesMerge(0.5, 0.95, 0.99)(duration)[2] / 1e6
+FROM (
+    SELECT Minute AS minute, sum(Requests) AS requests, sum(Errors) AS errors,
+           quantilesMergeState(0.5, 0.95, 0.99)(Duration) AS duration
+    FROM $service_minutes
+    WHERE ServiceName = {{service:String}} AND {MINUTES_IN_WINDOW}
+    GROUP BY minute
+    UNION ALL
+    SELECT toStartOfMinute(Timestamp) AS minute, count(), countIf({IS_ERROR}),
+           quantilesState(0.5, 0.95, 0.99)(Duration)
+    FROM $traces
+    WHERE ServiceName = {{service:String}} AND {SPANS_AT_EDGES} AND {IS_REQUEST}
+    GROUP BY minute
+)
 GROUP BY minute
 ORDER BY minute
 """
-"""A service's requests, failed requests and p95 (ms) per minute."""
+"""A service's requests, failed requests and p95 (ms) per minute: whole minutes from the RED minutes, the
+partial ones at the window's ends from the spans (store/rollup_sql.py)."""
 
 
 def minutes(store: Store, service: str, since: datetime, until: datetime) -> pl.DataFrame:
     """minute, requests, errors, p95_ms for the minutes with requests."""
-    rows = store.rows(store.sql(MINUTES, traces=TRACES), {"service": service, "since": since, "until": until})
+    sql = store.sql(MINUTES, traces=TRACES, service_minutes=SERVICE_MINUTES)
+    rows = store.rows(sql, {"service": service, **minute_parameters(since, until)})
     schema: dict[str, pl.DataType] = {
         "minute": pl.Datetime("us", "UTC"), "requests": pl.Int64(), "errors": pl.Int64(), "p95_ms": pl.Float64(),
     }  # fmt: skip
@@ -54,25 +69,30 @@ def failing_traces(store: Store, service: str, since: datetime, until: datetime,
     return [str(row[0]) for row in store.rows(store.sql(FAILING_TRACES, traces=TRACES), parameters)]
 
 
-FAILING_CALLERS = f"""
-SELECT ServiceName AS caller, countIf({IS_ERROR}) AS errors
-FROM $traces
+FAILING_CALLERS = """
+SELECT calls.ServiceName AS caller, countIf(calls.Failed) AS errors
+FROM (
+    SELECT Call, ServiceName, Failed FROM $calls
+    WHERE Served = 0 AND ServiceName NOT IN {services:Array(String)}
+      AND Timestamp >= {since:DateTime64(9, 'UTC')} AND Timestamp < {until:DateTime64(9, 'UTC')}
+) AS calls
 INNER JOIN (
-    SELECT TraceId, ParentSpanId AS SpanId FROM $traces
-    WHERE has({{services:Array(String)}}, ServiceName) AND {IN_WINDOW} AND {IS_REQUEST}
-) AS served USING (TraceId, SpanId)
-WHERE NOT has({{services:Array(String)}}, ServiceName) AND {IS_CLIENT_CALL} AND {IN_WINDOW}
+    SELECT Call FROM $calls
+    WHERE Served = 1 AND ServiceName IN {services:Array(String)}
+      AND Timestamp >= {since:DateTime64(9, 'UTC')} AND Timestamp < {until:DateTime64(9, 'UTC')}
+) AS served ON calls.Call = served.Call
 GROUP BY caller
 HAVING errors > 0
 ORDER BY errors DESC, caller
 """
-"""Services whose calls into a set of services failed in a window, most failures first."""
+"""Services whose calls into a set of services failed in a window, most failures first (both sides from
+call_spans, the time-ordered copy of the spans that are one side of a call)."""
 
 
 def failing_callers(store: Store, services: Sequence[str], since: datetime, until: datetime) -> list[str]:
     """Callers (outside `services`) that saw failing calls into them."""
     parameters = {"services": list(services), "since": since, "until": until}
-    return [str(row[0]) for row in store.rows(store.sql(FAILING_CALLERS, traces=TRACES), parameters)]
+    return [str(row[0]) for row in store.rows(store.sql(FAILING_CALLERS, calls=CALL_SPANS), parameters)]
 
 
 _FIELDS = (

@@ -185,13 +185,39 @@ class CreateMaterializedView:
         return [self.render(target)]
 
 
+def insert_guard(table: str) -> str:
+    """The condition every migration's INSERT ... SELECT into a (quoted) table carries, which makes it idempotent."""
+    return f"(SELECT count() FROM {table}) = 0"
+
+
+@dataclass(frozen=True)
+class InsertSelect:
+    """INSERT INTO target SELECT ...: fills a new derived table from what its source already holds.
+
+    One node only: on a cluster an INSERT cannot run ON CLUSTER, and each shard would have to copy its own local
+    rows, so it renders nothing there (docs/cluster.md says what to run instead).
+    """
+
+    to_table: str
+    source_table: str
+    select: str
+
+    def statements(self, target: Target) -> list[str]:
+        if target.clustered:
+            return []
+        select = self.select.format(source=target.name(self.source_table))
+        to_table = target.name(self.to_table)
+        # Only into an empty table: a migration run again after a crash must not count the rows twice.
+        return [f"INSERT INTO {to_table}\nSELECT * FROM (\n{select}\n)\nWHERE {insert_guard(to_table)}"]
+
+
 @dataclass(frozen=True)
 class Migration:
     """A numbered, idempotent step of the schema; operations render to SQL for a dry run."""
 
     version: int
     name: str
-    operations: tuple[CreateTable | CreateMaterializedView, ...] = field(default_factory=tuple)
+    operations: tuple[CreateTable | CreateMaterializedView | InsertSelect, ...] = field(default_factory=tuple)
 
     def statements(self, target: Target) -> list[str]:
         return [sql for op in self.operations for sql in op.statements(target)]

@@ -8,11 +8,11 @@ import polars as pl
 
 from correlator.store.client import Store
 from correlator.store.schema_otel import TRACES
+from correlator.store.schema_rollups import CALL_SPANS
 from correlator.store.telemetry_sql import (
     ENVIRONMENT,
     ERROR_SHAPE,
     ERROR_TYPE,
-    IS_CLIENT_CALL,
     IS_ERROR,
     IS_REQUEST,
 )
@@ -44,17 +44,23 @@ ORDER BY count DESC, type, message
 time each was seen on its side."""
 
 CALLERS = f"""
-SELECT ServiceName AS caller, {_SIDE} AS side, count(), countIf({IS_ERROR})
-FROM $traces
+SELECT calls.ServiceName AS caller, if(calls.Timestamp < {{split:DateTime64(9, 'UTC')}}, 'before', 'after') AS side,
+       count(), countIf(calls.Failed)
+FROM (
+    SELECT Call, ServiceName, Timestamp, Failed FROM $calls
+    WHERE Served = 0 AND ServiceName != {{service:String}}
+      AND Timestamp >= {{since:DateTime64(9, 'UTC')}} AND Timestamp < {{until:DateTime64(9, 'UTC')}}
+) AS calls
 INNER JOIN (
-    SELECT TraceId, ParentSpanId AS SpanId FROM $traces WHERE {_SCOPE} AND {IS_REQUEST}
-) AS served USING (TraceId, SpanId)
-WHERE ServiceName != {{service:String}} AND {IS_CLIENT_CALL}
-  AND Timestamp >= {{since:DateTime64(9, 'UTC')}} AND Timestamp < {{until:DateTime64(9, 'UTC')}}
+    SELECT cityHash64(TraceId, ParentSpanId) AS Call FROM $traces
+    WHERE {_SCOPE} AND {IS_REQUEST} AND ParentSpanId != ''
+) AS served ON calls.Call = served.Call
 GROUP BY caller, side
 ORDER BY caller, side
 """
-"""Calls other services made to this one (client spans whose child is its request), and how many failed."""
+"""Calls other services made to this one (client spans whose child is its request), and how many failed. The
+client spans come from call_spans (time-ordered: an hour of every service's calls is a range there, most of a
+day's granules in otel_traces), matched on the hash of (trace id, client span id) that call_spans keeps."""
 
 
 def _parameters(service: str, environment: str, since: datetime, split: datetime, until: datetime) -> dict[str, object]:
@@ -101,6 +107,7 @@ def callers(
     store: Store, service: str, environment: str, since: datetime, split: datetime, until: datetime
 ) -> pl.DataFrame:
     """caller, side, calls, errors: other services' calls to this one."""
-    rows = store.rows(store.sql(CALLERS, traces=TRACES), _parameters(service, environment, since, split, until))
+    sql = store.sql(CALLERS, traces=TRACES, calls=CALL_SPANS)
+    rows = store.rows(sql, _parameters(service, environment, since, split, until))
     schema = {"caller": pl.String, "side": pl.String, "calls": pl.Int64, "errors": pl.Int64}
     return pl.DataFrame(rows, schema=schema, orient="row")

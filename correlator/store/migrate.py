@@ -15,8 +15,9 @@ from correlator.store.identifiers import quote_identifier
 from correlator.store.schema_analysis import ANALYSIS_TABLES
 from correlator.store.schema_otel import OTEL_TABLES
 from correlator.store.schema_platform import PLATFORM_TABLES
+from correlator.store.schema_rollups import ROLLUP_TABLES
 
-MIGRATIONS: tuple[Migration, ...] = (OTEL_TABLES, PLATFORM_TABLES, ANALYSIS_TABLES)
+MIGRATIONS: tuple[Migration, ...] = (OTEL_TABLES, PLATFORM_TABLES, ANALYSIS_TABLES, ROLLUP_TABLES)
 LATEST_VERSION = max(m.version for m in MIGRATIONS)
 
 _LEDGER = "schema_migrations"

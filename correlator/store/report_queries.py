@@ -114,7 +114,7 @@ def service_environments(store: Store, services: Sequence[str]) -> dict[str, lis
 SERVICE_NAMESPACES = """
 SELECT ServiceName, anyLast(ResourceAttributes['service.namespace'])
 FROM $traces
-WHERE has({services:Array(String)}, ServiceName)
+WHERE ServiceName IN {services:Array(String)}
   AND Timestamp >= {since:DateTime64(9, 'UTC')} AND Timestamp < {until:DateTime64(9, 'UTC')}
   AND ResourceAttributes['service.namespace'] != ''
 GROUP BY ServiceName

@@ -18,6 +18,13 @@ HTTP_STATUS = (
 )
 """The HTTP status of a span, current attribute name first, 0 when none."""
 
+PEER_NAME = (
+    "multiIf(SpanAttributes['peer.service'] != '', SpanAttributes['peer.service'],"
+    " SpanAttributes['server.address'] != '', SpanAttributes['server.address'],"
+    " SpanAttributes['net.peer.name'])"
+)
+"""Whom a client span says it called: `peer.service`, else `server.address` (legacy `net.peer.name`)."""
+
 IS_ERROR = f"(StatusCode IN ('Error', 'STATUS_CODE_ERROR') OR {HTTP_STATUS} >= 500)"
 """A failed request: status Error in either spelling, or an HTTP 5xx."""
 

@@ -6,82 +6,140 @@ the heavy work (the span self-join, per-series counter deltas) stays in the engi
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import polars as pl
 
 from correlator.store.client import Store
-from correlator.store.schema_otel import METRIC_TABLES, TRACES
-from correlator.store.telemetry_sql import IS_CLIENT_CALL, IS_ERROR, IS_REQUEST
+from correlator.store.schema_otel import METRIC_TABLES
+from correlator.store.schema_rollups import (
+    CALL_SPANS,
+    EDGE_MINUTE_RUNS,
+    EDGE_MINUTES,
+    SERVICE_MINUTES,
+    SPAN_MINUTES,
+)
 
 _SINCE = "{since:DateTime64(9, 'UTC')}"
 _UNTIL = "{until:DateTime64(9, 'UTC')}"
-# Span sides of a call are looked for a little beyond the window: a callee's span may start after `until`
-# (or, with clock skew, before its caller's), and must still be recognised as the answer to a call.
-_NEAR_SINCE = "{near_since:DateTime64(9, 'UTC')}"
-_NEAR_UNTIL = "{near_until:DateTime64(9, 'UTC')}"
 _LOOKBACK = "{lookback:DateTime64(9, 'UTC')}"
+_LIVE_SINCE = "{live_since:DateTime64(9, 'UTC')}"
+# The other side of a call is looked for a little around the minute the call belongs to: a callee's span may start
+# after its caller's minute (or, with clock skew, before it), and must still be recognised as the answer.
+_SLACK = "toIntervalSecond({slack_s:UInt32})"
+_NEAR = f"minute - {_SLACK}"
+_NEAR_END = f"minute + toIntervalMinute(1) + {_SLACK}"
 
 
-def span_calls_sql(traces: str) -> str:
-    """Requests between instrumented services: server (or consumer) spans started in the window whose parent is a
-    client (or producer) span of another service; failures and p95 (ms) are the callee's."""
+def span_edge_minutes_sql(calls: str) -> str:
+    """The span witness per minute of [since, until) (whole minutes) from call_spans: minute, source, destination,
+    answered, requests, errors and a quantile(0.95) state of durations (ns).
+
+    Answered (1): a server (or consumer) span started in the minute whose parent is a client (or producer) span of
+    another service started within the slack of that minute; failures and durations are the callee's. Unanswered
+    (0): a client span started in the minute that names a peer and has no server child started within the slack
+    of the minute; failures and durations are the caller's own view of the call. The two sides meet on the 64-bit
+    hash of (trace id, client span id): two calls collide in a window of a million with odds near 1 in 30 million.
+    """
     return f"""
-SELECT calls.ServiceName AS source, served.ServiceName AS destination,
-       count(), countIf(served.failed), quantile(0.95)(served.Duration) / 1e6
+SELECT minute, calls.ServiceName AS source, served.ServiceName AS destination, toUInt8(1) AS answered,
+       count() AS requests, countIf(served.Failed) AS errors, quantileState(0.95)(served.Duration) AS duration
 FROM (
-    SELECT TraceId, ParentSpanId, ServiceName, Duration, {IS_ERROR} AS failed
-    FROM {traces}
-    WHERE Timestamp >= {_SINCE} AND Timestamp < {_UNTIL} AND {IS_REQUEST} AND ParentSpanId != ''
+    SELECT Call, ServiceName, Failed, Duration, toStartOfMinute(Timestamp) AS minute
+    FROM {calls}
+    WHERE Timestamp >= {_SINCE} AND Timestamp < {_UNTIL} AND Served = 1
 ) AS served
 INNER JOIN (
-    SELECT TraceId, SpanId, ServiceName
-    FROM {traces}
-    WHERE Timestamp >= {_NEAR_SINCE} AND Timestamp < {_NEAR_UNTIL} AND {IS_CLIENT_CALL}
-) AS calls ON served.TraceId = calls.TraceId AND served.ParentSpanId = calls.SpanId
-WHERE calls.ServiceName != served.ServiceName AND calls.ServiceName != '' AND served.ServiceName != ''
-GROUP BY source, destination
-"""
-
-
-PEER_NAME = (
-    "multiIf(SpanAttributes['peer.service'] != '', SpanAttributes['peer.service'],"
-    " SpanAttributes['server.address'] != '', SpanAttributes['server.address'],"
-    " SpanAttributes['net.peer.name'])"
-)
-"""Whom a client span says it called: `peer.service`, else `server.address` (legacy `net.peer.name`)."""
-
-
-def unanswered_calls_sql(traces: str) -> str:
-    """Calls to uninstrumented callees: client (or producer) spans started in the window that name a peer and have
-    no server (or consumer) child; failures and p95 (ms) are the caller's own view of the call."""
-    return f"""
-SELECT ServiceName AS source, peer AS destination, count(), countIf(failed), quantile(0.95)(Duration) / 1e6
+    SELECT Call, ServiceName, Timestamp
+    FROM {calls}
+    WHERE Timestamp >= {_SINCE} - {_SLACK} AND Timestamp < {_UNTIL} + {_SLACK} AND Served = 0
+) AS calls ON served.Call = calls.Call
+WHERE calls.ServiceName != served.ServiceName AND calls.Timestamp >= {_NEAR} AND calls.Timestamp < {_NEAR_END}
+GROUP BY minute, source, destination
+UNION ALL
+SELECT minute, source, destination, toUInt8(0), count(), countIf(failed), quantileState(0.95)(duration)
 FROM (
-    SELECT TraceId, SpanId, ServiceName, Duration, {PEER_NAME} AS peer, {IS_ERROR} AS failed
-    FROM {traces}
-    WHERE Timestamp >= {_SINCE} AND Timestamp < {_UNTIL} AND {IS_CLIENT_CALL}
+    SELECT calls.minute AS minute, any(calls.ServiceName) AS source, any(calls.Peer) AS destination,
+           any(calls.Failed) AS failed, any(calls.Duration) AS duration
+    FROM (
+        SELECT Call, ServiceName, Peer, Failed, Duration, toStartOfMinute(Timestamp) AS minute
+        FROM {calls}
+        WHERE Timestamp >= {_SINCE} AND Timestamp < {_UNTIL} AND Served = 0 AND Peer != '' AND Peer != ServiceName
+    ) AS calls
+    LEFT JOIN (
+        SELECT Call, Timestamp
+        FROM {calls}
+        WHERE Timestamp >= {_SINCE} - {_SLACK} AND Timestamp < {_UNTIL} + {_SLACK} AND Served = 1
+    ) AS served ON calls.Call = served.Call
+    GROUP BY calls.Call, minute
+    HAVING countIf(served.Call = calls.Call AND served.Timestamp >= {_NEAR} AND served.Timestamp < {_NEAR_END}) = 0
 )
-WHERE peer != '' AND peer != ServiceName AND ServiceName != ''
-  AND (TraceId, SpanId) NOT IN (
-    SELECT TraceId, ParentSpanId
-    FROM {traces}
-    WHERE Timestamp >= {_NEAR_SINCE} AND Timestamp < {_NEAR_UNTIL} AND {IS_REQUEST} AND ParentSpanId != ''
-  )
-GROUP BY source, destination
+GROUP BY minute, source, destination
 """
 
 
-def serving_services_sql(traces: str) -> str:
-    """Services that served at least one request (a server or consumer span) in the window."""
+def cache_edge_minutes_sql(calls: str, edge_minutes: str) -> str:
+    """Store one run of the span witness for the whole minutes of [since, until) in the edge cache."""
     return f"""
-SELECT DISTINCT ServiceName
-FROM {traces}
-WHERE Timestamp >= {_SINCE} AND Timestamp < {_UNTIL} AND {IS_REQUEST} AND ServiceName != ''
+INSERT INTO {edge_minutes} (Minute, Source, Destination, Answered, Requests, Errors, Duration, Run)
+SELECT minute, source, destination, answered, requests, errors, duration, {{run:UInt64}}
+FROM ({span_edge_minutes_sql(calls)})
+"""
+
+
+def span_edges_sql(calls: str, edge_minutes: str, runs: str, *, live: bool) -> str:
+    """The span witness of a window per (source, destination, answered), p95 in ms: the latest cached run of each
+    minute of [cached_since, cached_until), and (when `live`) the minutes of [live_since, until) computed from the
+    spans now. Without live minutes that part is left out: its joins would still read the slack around it."""
+    live_minutes = span_edge_minutes_sql(calls).replace(_SINCE, _LIVE_SINCE)
+    live_part = (
+        "    UNION ALL\n    SELECT source, destination, answered, requests, errors, duration\n"
+        f"    FROM ({live_minutes})"
+        if live
+        else ""
+    )
+    return f"""
+SELECT source, destination, answered, sum(requests), sum(errors), quantileMerge(0.95)(duration) / 1e6
+FROM (
+    SELECT Source AS source, Destination AS destination, Answered AS answered, Requests AS requests,
+           Errors AS errors, Duration AS duration
+    FROM {edge_minutes}
+    WHERE Minute >= {{cached_since:DateTime('UTC')}} AND Minute < {{cached_until:DateTime('UTC')}}
+      AND (Minute, Run) IN (
+        SELECT Minute, max(Run) FROM {runs}
+        WHERE Minute >= {{cached_since:DateTime('UTC')}} AND Minute < {{cached_until:DateTime('UTC')}}
+        GROUP BY Minute
+      )
+{live_part}
+)
+GROUP BY source, destination, answered
+"""
+
+
+SPAN_COUNTS = """
+SELECT Minute, sum(Spans) FROM $span_minutes
+WHERE Minute >= {since:DateTime('UTC')} AND Minute < {until:DateTime('UTC')}
+GROUP BY Minute
+"""
+"""Spans stored per minute (by their start) in a range of minutes."""
+
+EDGE_RUNS = """
+SELECT Minute, argMax(Spans, Run) FROM $runs
+WHERE Minute >= {since:DateTime('UTC')} AND Minute < {until:DateTime('UTC')}
+GROUP BY Minute
+"""
+"""The span count each cached minute's latest run saw around it."""
+
+
+SERVING_SERVICES = """
+SELECT DISTINCT ServiceName FROM $service_minutes
+WHERE Minute >= {since:DateTime('UTC')} AND Minute < {until:DateTime('UTC')} AND ServiceName != ''
 ORDER BY ServiceName
 """
+"""Services that served at least one request (a server or consumer span) in the whole minutes of a window."""
 
 
 # The mesh metrics and the labels that make them edges (API.md, topology). Istio names workloads; when a
@@ -194,30 +252,64 @@ def _frame(store: Store, sql: str, parameters: Mapping[str, Any], schema: Mappin
     return pl.DataFrame(store.rows(sql, parameters), schema=list(schema.items()), orient="row")
 
 
-_CALL_SCHEMA = {
-    "source": pl.String, "destination": pl.String, "requests": pl.Int64, "errors": pl.Int64, "p95_ms": pl.Float64,
+_EDGE_SCHEMA = {
+    "source": pl.String, "destination": pl.String, "answered": pl.UInt8, "requests": pl.Int64, "errors": pl.Int64,
+    "p95_ms": pl.Float64,
 }  # fmt: skip
 
 
-def _span_window(since: datetime, until: datetime, slack: timedelta) -> dict[str, datetime]:
-    return {"since": since, "until": until, "near_since": since - slack, "near_until": until + slack}
+def _minutes(rows: list[tuple[Any, ...]]) -> dict[datetime, int]:
+    return {(m if m.tzinfo else m.replace(tzinfo=UTC)): int(n) for m, n in rows}
 
 
-def span_calls(store: Store, since: datetime, until: datetime, *, slack: timedelta) -> pl.DataFrame:
-    """source, destination, requests, errors, p95_ms of calls between instrumented services (span_calls_sql)."""
-    sql = span_calls_sql(store.table(TRACES))
-    return _frame(store, sql, _span_window(since, until, slack), _CALL_SCHEMA)
+def span_counts(store: Store, since: datetime, until: datetime) -> dict[datetime, int]:
+    """Spans stored per minute in [since, until) (whole minutes), minutes without spans left out."""
+    sql = store.sql(SPAN_COUNTS, span_minutes=SPAN_MINUTES)
+    return _minutes(store.rows(sql, {"since": since, "until": until}))
 
 
-def unanswered_calls(store: Store, since: datetime, until: datetime, *, slack: timedelta) -> pl.DataFrame:
-    """source, destination, requests, errors, p95_ms of calls to uninstrumented callees (unanswered_calls_sql)."""
-    sql = unanswered_calls_sql(store.table(TRACES))
-    return _frame(store, sql, _span_window(since, until, slack), _CALL_SCHEMA)
+def edge_runs(store: Store, since: datetime, until: datetime) -> dict[datetime, int]:
+    """For each cached minute of [since, until), the span count its latest run saw around it."""
+    sql = store.sql(EDGE_RUNS, runs=EDGE_MINUTE_RUNS)
+    return _minutes(store.rows(sql, {"since": since, "until": until}))
+
+
+def cache_edge_minutes(
+    store: Store, since: datetime, until: datetime, spans_seen: dict[datetime, int], *, slack: timedelta
+) -> None:
+    """Compute the span witness of the whole minutes of [since, until) and store it as one run of the cache.
+
+    `spans_seen` holds, per minute, the span count around it read before this call: counted before the spans are
+    read, it can only be lower than what the run saw, so a minute that changes meanwhile is recomputed later.
+    """
+    run = time.time_ns()
+    sql = cache_edge_minutes_sql(store.table(CALL_SPANS), store.table(EDGE_MINUTES))
+    store.command(sql, {"since": since, "until": until, "slack_s": int(slack.total_seconds()), "run": run})
+    minutes = sorted(spans_seen)
+    store.insert_columns(
+        EDGE_MINUTE_RUNS,
+        ["Minute", "Spans", "Run"],
+        [minutes, [spans_seen[m] for m in minutes], [run] * len(minutes)],
+    )
+
+
+def span_edges(
+    store: Store, cached: tuple[datetime, datetime], live: tuple[datetime, datetime], *, slack: timedelta
+) -> pl.DataFrame:
+    """source, destination, answered, requests, errors, p95_ms of the span witness: the `cached` minutes from the
+    cache, the `live` ones from the spans (span_edges_sql)."""
+    tables = store.table(CALL_SPANS), store.table(EDGE_MINUTES), store.table(EDGE_MINUTE_RUNS)
+    sql = span_edges_sql(*tables, live=live[0] < live[1])
+    parameters = {
+        "cached_since": cached[0], "cached_until": cached[1], "live_since": live[0], "until": live[1],
+        "slack_s": int(slack.total_seconds()),
+    }  # fmt: skip
+    return _frame(store, sql, parameters, _EDGE_SCHEMA)
 
 
 def serving_services(store: Store, since: datetime, until: datetime) -> list[str]:
-    """Services with server or consumer spans in the window, by name (serving_services_sql)."""
-    sql = serving_services_sql(store.table(TRACES))
+    """Services with server or consumer spans in the whole minutes of [since, until), by name (SERVING_SERVICES)."""
+    sql = store.sql(SERVING_SERVICES, service_minutes=SERVICE_MINUTES)
     return [str(name) for (name,) in store.rows(sql, {"since": since, "until": until})]
 
 
