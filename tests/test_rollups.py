@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from correlator.api.server import Server
-from correlator.service.topology import service_topology
+from correlator.service.topology import SPAN_SLACK, _counts_around, service_topology
 from correlator.store import Store
 from correlator.store import analysis_queries as aq
 from correlator.store import health_queries as hq
@@ -252,3 +252,16 @@ def test_the_edge_cache_answers_what_the_spans_answer_and_notices_late_spans(ser
     late = _span_edges(service_topology(store, since, until, now=long_after), prefix)
     assert late == live()
     assert late[1][2] == fresh[1][2] + 90  # a -> b: each copied server span pairs with both clients, and back
+
+
+def test_the_span_counts_around_each_minute_are_the_counts_within_the_slack() -> None:
+    since = datetime(2026, 3, 1, tzinfo=UTC)
+    minute = timedelta(minutes=1)
+    counts = {since + k * minute: k + 1 for k in range(-8, 40, 3)}  # sparse, some before the window
+    expected = [
+        (since + i * minute, sum(n for m, n in counts.items() if abs(m - since - i * minute) <= SPAN_SLACK))
+        for i in range(30)
+    ]
+    assert list(_counts_around(counts, since, since + 30 * minute)) == expected
+    assert expected[0][1] > 0
+    assert expected[-1][1] > 0

@@ -152,3 +152,23 @@ def test_the_analysis_is_stored_and_lists_read_it(server: Server, bad_api_deploy
     assert [(i["incident_id"], i["cause_deploy_id"], i["impact_started_at"]) for i in listed] == [
         (incident["incident_id"], incident["cause_deploy_id"], incident["impact_started_at"])
     ]
+
+
+def test_an_incident_open_for_weeks_reads_the_topology_around_its_impact_only(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refreshed every few seconds while open, an old incident must not read weeks of calls each time."""
+    import correlator.service.analysis as analysis
+
+    windows: list[timedelta] = []
+    real = analysis.service_topology
+
+    def recording(store: Any, since: datetime, until: datetime, now: datetime | None = None) -> Any:
+        windows.append(until - since)
+        return real(store, since, until, now)
+
+    monkeypatch.setattr(analysis, "service_topology", recording)
+    declare(server, "api-sus-old", datetime.now(UTC) - timedelta(days=21))
+    assert windows, "the analysis read no topology"
+    rules = analysis.SuspectRules()
+    assert max(windows) <= rules.lookback + analysis.RELATIONS_AFTER

@@ -36,6 +36,9 @@ SCAN_BEFORE_OPEN = timedelta(hours=2)
 REFRESH_EVERY = timedelta(seconds=15)
 # The incident's own failing requests looked at when there is no impact start: the half hour before it opened.
 DEFAULT_IMPACT = timedelta(minutes=30)
+# Relations come from the topology up to the incident's end, but at most this long after the impact start: an
+# incident left open for days would otherwise read days of calls on every refresh.
+RELATIONS_AFTER = timedelta(hours=1)
 CAUSE_THRESHOLD = 0.5
 
 
@@ -144,7 +147,8 @@ class IncidentAnalyses:
         end = incident.resolved_at or now
         impact_since = found.at or opened - DEFAULT_IMPACT
         since, until = candidate_window(anchor, self._suspect_rules)
-        related = relations(service, service_topology(store, since, max(until, end), now).edges)
+        relations_until = max(until, min(end, anchor + RELATIONS_AFTER))
+        related = relations(service, service_topology(store, since, relations_until, now).edges)
         deploys = [
             d
             for d in store_records.list_deploys(

@@ -7,6 +7,7 @@ minute is read and again whenever the spans around it changed; the minutes still
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -71,23 +72,31 @@ def _refresh(store: Store, since: datetime, until: datetime) -> None:
     counts = queries.span_counts(store, since - SPAN_SLACK, until + SPAN_SLACK)
     runs = queries.edge_runs(store, since, until)
     stale: dict[datetime, int] = {}
-    minute = since
-    while minute < until:
-        around = sum(n for m, n in counts.items() if minute - SPAN_SLACK <= m < minute + _MINUTE + SPAN_SLACK)
+    for minute, around in _counts_around(counts, since, until):
         if runs.get(minute) != around:
             stale[minute] = around
-        minute += _MINUTE
-    for first, last in _runs_of_minutes(sorted(stale)):
-        seen = {m: stale[m] for m in stale if first <= m <= last}
-        queries.cache_edge_minutes(store, first, last + _MINUTE, seen, slack=SPAN_SLACK)
+    for run in _runs_of_minutes(sorted(stale)):
+        queries.cache_edge_minutes(store, run[0], run[-1] + _MINUTE, {m: stale[m] for m in run}, slack=SPAN_SLACK)
 
 
-def _runs_of_minutes(minutes: list[datetime]) -> list[tuple[datetime, datetime]]:
-    """Consecutive minutes grouped as (first, last)."""
-    groups: list[tuple[datetime, datetime]] = []
+def _counts_around(counts: dict[datetime, int], since: datetime, until: datetime) -> Iterator[tuple[datetime, int]]:
+    """Each minute of [since, until) with the spans stored from SPAN_SLACK before it to SPAN_SLACK after its end: a
+    sliding sum, so a long window costs one pass."""
+    reach = SPAN_SLACK // _MINUTE
+    minutes = int((until - since) // _MINUTE)
+    per_minute = [counts.get(since + (i - reach) * _MINUTE, 0) for i in range(minutes + 2 * reach + 1)]
+    around = sum(per_minute[: 2 * reach + 1])
+    for i in range(minutes):
+        yield since + i * _MINUTE, around
+        around += per_minute[i + 2 * reach + 1] - per_minute[i]
+
+
+def _runs_of_minutes(minutes: list[datetime]) -> list[list[datetime]]:
+    """Sorted minutes grouped into runs of consecutive ones."""
+    runs: list[list[datetime]] = []
     for minute in minutes:
-        if groups and minute - groups[-1][1] == _MINUTE:
-            groups[-1] = (groups[-1][0], minute)
+        if runs and minute - runs[-1][-1] == _MINUTE:
+            runs[-1].append(minute)
         else:
-            groups.append((minute, minute))
-    return groups
+            runs.append([minute])
+    return runs
