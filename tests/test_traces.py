@@ -105,6 +105,8 @@ def send_checkout_trace(server: Server, prefix: str) -> Sent:
         ("payments", charge, 55, "card declined by issuer", SeverityNumber.ERROR, "ERROR", {}),
         # A worker that only logs, in the root's context (an async audit writer, say).
         ("worker", root, 200, "audit written", SeverityNumber.INFO, "", {}),
+        # Two hours after the spans: beyond the view's hour of slack, so not part of it.
+        ("worker", root, 2 * 3_600_000, "audit replayed", SeverityNumber.INFO, "", {}),
     ]
     for role, span, at_ms, body, severity, severity_text, attributes in logs:
         log_provider = LoggerProvider(resource=Resource.create({"service.name": names[role], **resources[role]}))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -14,6 +15,9 @@ from correlator.store import trace_queries as queries
 from correlator.store.trace_queries import DeployCandidate, ResourceDeploy, TraceRange, from_ns
 
 _TRACE_ID = re.compile(r"[0-9a-f]{32}")
+# The view's reads run two at a time (spans beside logs, then exemplars beside deploys): chDB runs queries of
+# different threads at once, and a point read is mostly waiting on one core for its granules.
+_BESIDE = ThreadPoolExecutor(max_workers=4, thread_name_prefix="trace-view")
 ERROR_STATUS = "Error"
 
 
@@ -96,9 +100,12 @@ def parse_trace_id(value: str) -> str:
 
 
 def trace_view(store: Store, trace_id: str) -> TraceView:
-    """One trace by id; 404 when the store has no span of it. Four reads, each bounded by the trace's time range."""
+    """One trace by id; 404 when the store has no span of it. Four reads, each bounded by the trace's time range,
+    two at a time: spans beside logs, then exemplars beside deploys (both need the services the first two found)."""
     trace_id = parse_trace_id(trace_id)
+    logs_read = _BESIDE.submit(queries.trace_logs, store, trace_id)
     rows = queries.trace_spans(store, trace_id)
+    logs = logs_read.result()
     if not rows:
         raise NotFound(f"no trace with id {trace_id!r}")
     started_ns = min(r.start_ns for r in rows)
@@ -106,7 +113,6 @@ def trace_view(store: Store, trace_id: str) -> TraceView:
     within = TraceRange(from_ns(started_ns), from_ns(ended_ns))
     placed = tree_order([SpanRef(r.span_id, r.parent_span_id, r.start_ns) for r in rows])
     spans = [rows[p.index] for p in placed]
-    logs = queries.trace_logs(store, trace_id, within)
 
     services: dict[str, None] = {}
     # Each distinct resource of a service (replicas mid-rollout may differ) with the first time it shows.
@@ -123,7 +129,9 @@ def trace_view(store: Store, trace_id: str) -> TraceView:
             resources[key] = min(log.timestamp_ns, resources.get(key, log.timestamp_ns))
     services.update((log.service, None) for log in logs if log.service is not None)
 
-    exemplars = queries.trace_exemplars(store, trace_id, within, list(services))
+    exemplars_read = _BESIDE.submit(queries.trace_exemplars, store, trace_id, within, list(services))
+    deploys = _deploys(store, resources)
+    exemplars = exemplars_read.result()
     return TraceView(
         trace_id=trace_id,
         started_at=from_ns(started_ns),
@@ -153,7 +161,7 @@ def trace_view(store: Store, trace_id: str) -> TraceView:
             for r in logs
         ),
         exemplars=tuple(TraceExemplar(e.metric, e.service, e.value, e.at, e.span_id) for e in exemplars),
-        deploys=_deploys(store, resources),
+        deploys=deploys,
     )
 
 

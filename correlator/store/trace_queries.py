@@ -1,7 +1,8 @@
 """Reads behind the trace view: a trace's spans, its logs, its exemplars, and the deploys its services may have run.
 
 The spans are read in the time range the lookup table gives (SCHEMA.md, otel_traces_trace_id_ts), so partition
-and min-max pruning apply before the TraceId bloom filter does; every later read is bounded by the spans' range.
+and min-max pruning apply before the TraceId bloom filter does; the logs read takes its range from the same
+lookup, the later reads from the spans.
 Reads return plain columns and leave small conversions (empty to None, picking resource keys) to Python: on a
 large store each extra map subscript costs the engine more than the whole map.
 """
@@ -189,23 +190,26 @@ def trace_spans(store: Store, trace_id: str) -> list[SpanRow]:
 
 
 LOGS_OF_TRACE = """
+WITH (SELECT (min(Start), max(End) + 1) FROM {lookup} WHERE TraceId = {{trace_id:String}}) AS span_range
 SELECT toUnixTimestamp64Nano(Timestamp), ServiceName, SeverityText, SeverityNumber, Body, SpanId, LogAttributes,
     {resource}
 FROM {logs}
 WHERE TraceId = {{trace_id:String}}
-    AND Timestamp >= {{since:DateTime64(9, 'UTC')}} AND Timestamp <= {{until:DateTime64(9, 'UTC')}}
+    AND Timestamp >= span_range.1 - {{slack_s:UInt32}} AND Timestamp <= span_range.2 + {{slack_s:UInt32}}
 ORDER BY Timestamp, SpanId
 """
-"""The log records of a trace in a range, oldest first."""
+"""The log records of a trace within a slack of its spans' starts as the lookup table has them, oldest first."""
 
 
-def trace_logs(store: Store, trace_id: str, spans: TraceRange) -> list[LogRow]:
-    """A trace's log records within LOG_SLACK of its spans, oldest first."""
-    sql = LOGS_OF_TRACE.format(logs=store.table(LOGS), resource=RESOURCE_DEPLOY)
+def trace_logs(store: Store, trace_id: str) -> list[LogRow]:
+    """A trace's log records within LOG_SLACK of its spans, oldest first.
+
+    The spans' range comes from the lookup table, not from the spans read, so this read can run beside that one.
+    """
+    sql = LOGS_OF_TRACE.format(lookup=store.table(TRACE_ID_TS), logs=store.table(LOGS), resource=RESOURCE_DEPLOY)
     parameters = {
         "trace_id": trace_id,
-        "since": spans.since - LOG_SLACK,
-        "until": spans.until + LOG_SLACK,
+        "slack_s": int(LOG_SLACK.total_seconds()),
         "deploy_keys": list(DEPLOY_KEYS),
     }
     return [
