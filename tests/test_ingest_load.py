@@ -296,3 +296,37 @@ def test_a_client_that_leaves_while_queued_gets_nothing_stored(
     # Every acknowledged span is stored; of the given-up ones, at most those not withdrawn (some left before
     # their body was even queued).
     assert acknowledged <= stored <= acknowledged + given_up - withdrawn
+
+
+def test_a_resent_request_is_answered_from_its_first_write_and_stored_once(data_dir: Path, service_name: str) -> None:
+    # As in the test above, requests wait behind one-request inserts. Each client gives up on its first attempt
+    # after 50 ms, as an exporter past its deadline does, and resends the same body patiently: whether the first
+    # attempt was withdrawn, queued or already being written, the spans end up stored exactly once.
+    slow = start_server(data_dir, batch_max_records=3_000, queue_max_records=1_000_000, queue_max_wait_s=0)
+    try:
+        with httpx.Client(timeout=60) as patient, httpx.Client(timeout=0.05) as impatient:
+            url = slow.url() + "/v1/traces"
+            once = _body(f"{service_name}-twice", 0, 3_000)
+            assert [patient.post(url, content=once, headers=PROTOBUF).status_code for _ in range(2)] == [200, 200]
+
+            def send(index: int) -> bool:
+                """True when the first attempt was given up on (the client timed out)."""
+                body = _body(service_name, index, 3_000)
+                try:
+                    gave_up = impatient.post(url, content=body, headers=PROTOBUF).status_code != 200
+                except httpx.TimeoutException:
+                    gave_up = True
+                assert patient.post(url, content=body, headers=PROTOBUF).status_code == 200
+                return gave_up
+
+            with ThreadPoolExecutor(8) as pool:
+                given_up = sum(pool.map(send, range(16)))
+        metrics = httpx.get(slow.url() + "/metrics").text
+        stored, stored_once = _count(slow, service_name), _count(slow, f"{service_name}-twice")
+    finally:
+        slow.stop()
+    assert stored_once == 3_000
+    assert given_up >= 4, "too few first attempts timed out for the test to mean anything"
+    assert stored == 16 * 3_000  # every span acknowledged, none twice
+    # The sequential resend above, and each resend that found its first attempt queued or being written.
+    assert _metric(metrics, "correlator_otlp_resent_requests_total", signal="traces") >= 1

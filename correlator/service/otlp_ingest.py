@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from concurrent.futures import Future
+from dataclasses import dataclass
 
 import anyio.to_thread
 
@@ -14,6 +19,72 @@ from correlator.otlp.decode import Encoding, Signal, decode_request, decompress
 from correlator.otlp.mappers import MAPPERS, count_records
 from correlator.service.ingest import ENGINE_TABLES, ExportResult, IngestWriter
 from correlator.service.own_metrics import OwnMetrics
+
+# How long, and how many, export requests are remembered to answer a resent copy from its first attempt. Exporters
+# resend a request whose answer they did not get in time (10 s by default, the collector retries for 5 minutes).
+REMEMBER_S = 600.0
+REMEMBER_MAX = 20_000
+
+
+@dataclass(frozen=True)
+class _Queued:
+    """What an export request waits on: its own work (`owned`: it may withdraw it) or an identical earlier one's."""
+
+    done: Future[ExportResult]
+    records: int
+    owned: bool = True
+
+
+class _Recent:
+    """Recent export requests by a digest of their decompressed body, each with a future of its write.
+
+    A request identical to one queued or stored in the last REMEMBER_S is that export sent again (an exporter past
+    its deadline retries with the same body): it waits on the first one's write instead of writing the records
+    twice. A request is remembered before it is decoded, so a resend arriving meanwhile finds it too. Identical
+    bodies carry identical ids and timestamps, so nothing distinct is ever merged.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[bytes, tuple[float, Future[ExportResult]]] = OrderedDict()
+
+    @staticmethod
+    def key(signal: Signal, encoding: Encoding, data: bytes) -> bytes:
+        digest = hashlib.blake2b(data, digest_size=16)
+        digest.update(f"{signal.value}:{encoding.name}".encode())
+        return digest.digest()
+
+    def claim(self, key: bytes) -> tuple[Future[ExportResult], bool]:
+        """The future of an identical request's write and False; else a new future for this one's and True.
+
+        An earlier write that was withdrawn or failed (its future cancelled) does not count: this one writes its own.
+        """
+        now = time.monotonic()
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and not entry[1].cancelled():
+                return entry[1], False
+            claimed: Future[ExportResult] = Future()
+            self._entries[key] = (now, claimed)
+            self._entries.move_to_end(key)
+            while self._entries and (
+                len(self._entries) > REMEMBER_MAX or next(iter(self._entries.values()))[0] < now - REMEMBER_S
+            ):
+                self._entries.popitem(last=False)
+            return claimed, True
+
+
+def _follow(claimed: Future[ExportResult], work: Future[ExportResult]) -> None:
+    """Resolve `claimed` with `work`'s result once stored; cancel it when the write was withdrawn or failed, so that
+    a resend waiting on it writes its own (and no remembered future keeps an error's frames and their bodies)."""
+
+    def settle(done: Future[ExportResult]) -> None:
+        if done.cancelled() or done.exception() is not None:
+            claimed.cancel()
+        else:
+            claimed.set_result(done.result())
+
+    work.add_done_callback(settle)
 
 
 class OtlpIngest:
@@ -42,6 +113,7 @@ class OtlpIngest:
         self._retry_after_s = retry_after_s
         self._engine_parsing = engine_parsing
         self._decoding_bytes = 0
+        self._recent = _Recent()
 
     @contextlib.contextmanager
     def _decoding(self, size: int) -> Iterator[None]:
@@ -58,15 +130,24 @@ class OtlpIngest:
             self._decoding_bytes -= size
 
     def _decode_and_queue(
-        self,
-        signal: Signal,
-        body: bytes,
-        encoding: Encoding,
-        content_encoding: str | None,
-        queued: list[tuple[Future[ExportResult], int]],
+        self, signal: Signal, body: bytes, encoding: Encoding, content_encoding: str | None, queued: list[_Queued]
     ) -> None:
-        """Queue the records; append the future the writer resolves once they are stored, and their count."""
+        """Queue the records, or find an identical request's write; append what the request waits on."""
         data = decompress(body, content_encoding, self.max_body_bytes)
+        claimed, first = self._recent.claim(_Recent.key(signal, encoding, data))
+        if not first:
+            self._metrics.resent.labels(signal.value).inc()
+            queued.append(_Queued(claimed, 0, owned=False))
+            return
+        try:
+            work = self._queue(signal, data, encoding)
+        except BaseException:
+            claimed.cancel()  # a resend waiting on it decodes for itself and gets its own answer
+            raise
+        _follow(claimed, work.done)
+        queued.append(work)
+
+    def _queue(self, signal: Signal, data: bytes, encoding: Encoding) -> _Queued:
         # Decoding here, even when the engine parses the body again, answers a bad body with its own 400
         # instead of failing a whole batch, and counts the records the queue bound is measured in.
         request = decode_request(signal, data, encoding)
@@ -75,46 +156,53 @@ class OtlpIngest:
             self._metrics.received.labels(signal.value).inc(records)
             if encoding is not Encoding.PROTOBUF:
                 data = request.SerializeToString()
-            queued.append((self._writer.submit_body(signal, data, records), records))
-            return
+            return _Queued(self._writer.submit_body(signal, data, records), records)
         mapped = MAPPERS[signal](request)
         self._metrics.received.labels(signal.value).inc(mapped.accepted + mapped.rejected)
-        queued.append((self._writer.submit_rows(signal, mapped), mapped.accepted))
+        return _Queued(self._writer.submit_rows(signal, mapped), mapped.accepted)
 
     async def export_body(
         self, signal: Signal, body: bytes, encoding: Encoding, content_encoding: str | None
     ) -> ExportResult:
         """Decode one OTLP body (HTTP or gRPC), queue its records, and wait until they are stored."""
-        # Refuse before the costly part when the queue is already over a bound: decoding would be wasted.
-        self._writer.check_room()
-        # Filled by the decoding thread, so that a cancellation arriving while it runs still finds the work.
-        queued: list[tuple[Future[ExportResult], int]] = []
-        try:
-            with self._decoding(len(body)):
-                await anyio.to_thread.run_sync(self._decode_and_queue, signal, body, encoding, content_encoding, queued)
-            done = queued[0][0]
-            # shield: waiting must not cancel the future itself; whether it may be is decided below
-            result = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(done)), self._write_timeout_s)
-        except TimeoutError as e:
-            if self._withdraw(signal, queued):
-                raise StoreUnavailable(
-                    f"the store did not get to the write within {self._write_timeout_s:g} s; nothing was stored"
-                ) from e
-            raise StoreUnavailable(f"the store did not finish the write within {self._write_timeout_s:g} s") from e
-        except asyncio.CancelledError:
-            # The client went away (a gRPC deadline, a closed HTTP connection): unless the writer has the
-            # records already, they are never written, so a client that gave up finds nothing stored.
-            self._withdraw(signal, queued)
-            raise
-        if result.rejected:
-            self._metrics.rejected.labels(signal.value, "invalid_record").inc(result.rejected)
-        return result
+        while True:
+            # Refuse before the costly part when the queue is already over a bound: decoding would be wasted.
+            self._writer.check_room()
+            # Filled by the decoding thread, so that a cancellation arriving while it runs still finds the work.
+            queued: list[_Queued] = []
+            try:
+                with self._decoding(len(body)):
+                    await anyio.to_thread.run_sync(
+                        self._decode_and_queue, signal, body, encoding, content_encoding, queued
+                    )
+                work = queued[0]
+                # asyncio.wait neither raises nor cancels what it waits on: whether that may be is decided below
+                waiter = asyncio.wrap_future(work.done)
+                finished, _ = await asyncio.wait({waiter}, timeout=self._write_timeout_s)
+            except asyncio.CancelledError:
+                # The client went away (a gRPC deadline, a closed HTTP connection): unless the writer has the
+                # records already, they are never written, so a client that gave up finds nothing stored.
+                self._withdraw(signal, queued)
+                raise
+            if not finished:
+                if self._withdraw(signal, queued):
+                    raise StoreUnavailable(
+                        f"the store did not get to the write within {self._write_timeout_s:g} s; nothing was stored"
+                    )
+                raise StoreUnavailable(f"the store did not finish the write within {self._write_timeout_s:g} s")
+            if waiter.cancelled() and not work.owned:
+                continue  # the identical request this one waited on was withdrawn or failed: write this one
+            result = waiter.result()
+            if result.rejected and work.owned:
+                self._metrics.rejected.labels(signal.value, "invalid_record").inc(result.rejected)
+            return result
 
-    def _withdraw(self, signal: Signal, queued: list[tuple[Future[ExportResult], int]]) -> bool:
-        """Cancel queued work the writer has not taken yet; True if it will never be written."""
-        for done, records in queued:
-            if done.cancel():
-                self._metrics.rejected.labels(signal.value, "withdrawn").inc(records)
+    def _withdraw(self, signal: Signal, queued: list[_Queued]) -> bool:
+        """Cancel this request's own queued work the writer has not taken yet; True if it will never be written.
+        Work an earlier identical request queued stays: that request may still be waiting for it."""
+        for work in queued:
+            if work.owned and work.done.cancel():
+                self._metrics.rejected.labels(signal.value, "withdrawn").inc(work.records)
                 return True
         return False
 

@@ -69,6 +69,13 @@ class OwnMetrics:
             ["signal", "reason"],
             registry=self.registry,
         )
+        self.resent = Counter(
+            "correlator_otlp_resent_requests",
+            "OTLP requests identical to one queued or stored in the last 10 minutes (an exporter's retry after a"
+            " timeout), answered from that one's write instead of writing again, by signal",
+            ["signal"],
+            registry=self.registry,
+        )
         self.queue_depth = Gauge(
             "correlator_ingest_queue_depth", "Records waiting for the writer, by signal", ["signal"],
             registry=self.registry,
