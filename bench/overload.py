@@ -222,6 +222,7 @@ class SenderResult:
     dropped_at_sender: int = 0
     left_in_queue: int = 0
     exports: int = 0
+    resends: int = 0
     acknowledged_keys: list[str] = field(default_factory=list)
     failed_keys: list[str] = field(default_factory=list)
     answers: dict[str, int] = field(default_factory=dict)
@@ -238,8 +239,11 @@ def _sender(
     threads: int,
     queue_batches: int,
     results: Any,
+    resend_s: float,
 ) -> None:
-    """One sender process: a producer at `rate` spans/s into a bounded queue, `threads` exporters draining it."""
+    """One sender process: a producer at `rate` spans/s into a bounded queue, `threads` exporters draining it; an
+    export() that fails is made again with the same batch, as a collector's `retry_on_failure` does, until
+    `resend_s` after the producer stopped (0: never, the SDK's own retries alone)."""
     import logging
 
     import requests
@@ -270,6 +274,7 @@ def _sender(
     result = SenderResult()
     work: queue.Queue[StampedBatch] = queue.Queue(queue_batches)
     stop = threading.Event()
+    stopped_at = [float("inf")]
     rng = random.Random(index)
 
     def produce() -> None:
@@ -288,22 +293,33 @@ def _sender(
                     with lock:
                         result.dropped_at_sender += 1
             time.sleep(min(0.01, batch / rate))
+        stopped_at[0] = time.monotonic()
         stop.set()
 
     def export() -> None:
         exporter = OTLPSpanExporter(endpoint=url + "/v1/traces", session=CountingSession(), timeout=10)
-        while not stop.is_set():
-            try:
-                item = work.get(timeout=0.1)
-            except queue.Empty:
-                continue
+        again: StampedBatch | None = None
+        while True:
+            if again is not None:
+                item = again
+            elif stop.is_set():
+                break
+            else:
+                try:
+                    item = work.get(timeout=0.1)
+                except queue.Empty:
+                    continue
             began = time.monotonic()
             outcome = exporter.export(item)
             with lock:
                 result.exports += 1
+                again = None
                 if outcome is SpanExportResult.SUCCESS:
                     result.acknowledged_keys.append(item.key)
                     result.export_seconds.append(time.monotonic() - began)
+                elif resend_s > 0 and not (stop.is_set() and time.monotonic() > stopped_at[0] + resend_s):
+                    result.resends += 1
+                    again = item
                 else:
                     result.failed_keys.append(item.key)
         exporter.shutdown()
@@ -336,6 +352,8 @@ class OverloadReport:
     dropped_at_sender_spans: int
     offered_rate: float
     exports: int
+    resend_s: float
+    resends: int
     acknowledged_spans: int
     failed_spans: int
     acknowledged_rate: float
@@ -371,6 +389,12 @@ class OverloadReport:
             ("senders", f"{self.senders} processes x {self.exporters} OTLPSpanExporters, {self.batch} spans/export"),
             ("offered (made by the senders)", f"{self.produced_spans:,} spans = {self.offered_rate:,.0f}/s"),
             ("dropped by full sender queues", f"{self.dropped_at_sender_spans:,} spans"),
+            (
+                "failed exports made again",
+                f"{self.resends:,} (same batch, until {self.resend_s:g} s after the senders stop)"
+                if self.resend_s
+                else "none (the SDK's own retries only)",
+            ),
             ("export() SUCCESS = acknowledged", f"{self.acknowledged_spans:,} spans = {self.acknowledged_rate:,.0f}/s"),
             ("export() FAILURE (gave up)", f"{self.failed_spans:,} spans"),
             ("stored (after graceful stop)", f"{self.stored_spans:,} spans = {self.stored_rate:,.0f}/s"),
@@ -442,6 +466,7 @@ def run(
     rate_source: str = "given",
     queue_max_records: int | None = None,
     queue_max_wait_s: float | None = None,
+    resend_s: float = 60,
     probe_peak_mib: float = float("nan"),
     log: Any = print,
 ) -> OverloadReport:
@@ -478,7 +503,18 @@ def run(
     processes = [
         context.Process(
             target=_sender,
-            args=(i, server.url, encoded, batch, target / senders, seconds, exporters, exporters * 2, results),
+            args=(
+                i,
+                server.url,
+                encoded,
+                batch,
+                target / senders,
+                seconds,
+                exporters,
+                exporters * 2,
+                results,
+                resend_s,
+            ),
         )
         for i in range(senders)
     ]
@@ -534,6 +570,8 @@ def run(
         dropped_at_sender_spans=sum(r["dropped_at_sender"] for r in collected) * batch,
         offered_rate=produced / seconds,
         exports=sum(r["exports"] for r in collected),
+        resend_s=resend_s,
+        resends=sum(r["resends"] for r in collected),
         acknowledged_spans=len(acknowledged) * batch,
         failed_spans=len(failed) * batch,
         acknowledged_rate=len(acknowledged) * batch / elapsed,
@@ -577,6 +615,13 @@ def main() -> None:
     parser.add_argument(
         "--queue-max-wait-s", type=float, help="the server's CORRELATOR_QUEUE_MAX_WAIT_S (default: its default)"
     )
+    parser.add_argument(
+        "--resend-s",
+        type=float,
+        default=60,
+        help="make a failed export again with the same batch until this long after the senders stop, as a"
+        " collector's retry_on_failure does (0: never; the SDK's own retries alone)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     rate = float(DOCUMENTED_RATE) if args.no_probe else args.rate
@@ -594,6 +639,7 @@ def main() -> None:
             rate_source=source,
             queue_max_records=args.queue_max_records,
             queue_max_wait_s=args.queue_max_wait_s,
+            resend_s=args.resend_s,
         )
     print(report.table())
     if args.json:

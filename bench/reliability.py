@@ -49,14 +49,15 @@ def _overload_rows(label: str, report: OverloadReport) -> list[str]:
         else f"**{report.lost_acknowledged_batches} acknowledged batches missing**",
         "stored = acknowledged"
         if report.stored_unacknowledged_batches == 0 and report.duplicate_batches == 0
-        else f"**stored != acknowledged** ({report.stored_unacknowledged_batches} batches stored for exporters that "
-        f"had given up, {report.duplicate_batches} twice)",
+        else f"**stored != acknowledged** ({report.stored_unacknowledged_batches} batches stored but never "
+        f"acknowledged, {report.duplicate_batches} twice)",
         "RSS under the bound" if report.peak_rss_mib <= bound else "**RSS over the bound**",
     ]
     held = "; ".join(checks)
     return [
         f"| {label} (queue {queue:,} records) | {report.offered_rate:,.0f} spans/s offered for "
-        f"{report.seconds:.0f} s ({report.factor:g}x {report.sustainable_rate:,.0f}) | "
+        f"{report.seconds:.0f} s ({report.factor:g}x {report.sustainable_rate:,.0f}); failed exports made again "
+        f"until {report.resend_s:g} s after, as a collector retries | "
         f"{report.acknowledged_spans:,} acknowledged ({acknowledged_share:.0%} of offered), "
         f"{report.stored_spans:,} stored, {report.duplicate_batches} batches twice, "
         f"{report.stored_unacknowledged_batches} batches stored unacknowledged; "
