@@ -31,7 +31,7 @@ import httpx
 from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from bench.payloads import logs_body, metrics_body, traces_body
+from bench.payloads import logs_body, metrics_body, stamped, traces_body
 
 
 @dataclass(frozen=True)
@@ -96,13 +96,15 @@ def _rss_mib(pid: int) -> float:
 
 def _run(url: str, scenario: Scenario, total: int, clients: int) -> Result:
     distinct = 16
-    bodies = [scenario.make(scenario.batch, seed) for seed in range(distinct)]
+    bases = [scenario.make(scenario.batch, seed) for seed in range(distinct)]
+    requests = max(total // scenario.batch, clients)
+    # Every request's body differs (payloads.stamped); gzip ones are compressed before the clock starts.
+    bodies = [stamped(bases[i % distinct], i) for i in range(requests)]
     if scenario.gzip:
         bodies = [gzip.compress(body, 1) for body in bodies]
     headers = {"Content-Type": scenario.content_type}
     if scenario.gzip:
         headers["Content-Encoding"] = "gzip"
-    requests = max(total // scenario.batch, clients)
     latencies: list[float] = []
     lock = threading.Lock()
     counter = iter(range(requests))
@@ -112,7 +114,7 @@ def _run(url: str, scenario: Scenario, total: int, clients: int) -> Result:
             for index in counter:
                 started = time.perf_counter()
                 while True:
-                    response = client.post(url + scenario.path, content=bodies[index % distinct], headers=headers)
+                    response = client.post(url + scenario.path, content=bodies[index], headers=headers)
                     if response.status_code == 200:
                         break
                     if response.status_code not in (429, 503):

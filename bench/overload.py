@@ -58,7 +58,7 @@ from typing import Any
 import httpx
 import psutil
 
-from bench.payloads import traces_body
+from bench.payloads import stamped, traces_body
 
 BATCH_KEY = "bench.batch"
 PLACEHOLDER = "#" * 16
@@ -134,7 +134,8 @@ def probe(url: str, seconds: float, clients: int = 10, batch: int = 8192) -> tup
         with httpx.Client(timeout=120) as client:
             sent = index
             while time.monotonic() < deadline:
-                response = client.post(url + "/v1/traces", content=bodies[sent % len(bodies)], headers=headers)
+                body = stamped(bodies[sent % len(bodies)], sent)  # no two alike: see payloads.stamped
+                response = client.post(url + "/v1/traces", content=body, headers=headers)
                 with lock:
                     acknowledged[str(response.status_code)] += 1
                 if response.status_code == 200:

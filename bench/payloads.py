@@ -1,4 +1,9 @@
-"""Realistic OTLP payloads for benchmarks: ~10 span attributes, 8 resource attributes, as a service would send."""
+"""Realistic OTLP payloads for benchmarks: ~10 span attributes, 8 resource attributes, as a service would send.
+
+Every body also carries `service.instance.id` with a fixed-width placeholder that `stamped` replaces by a request
+number: the correlator answers a body identical to one it stored recently from that write (an exporter's resend),
+so a benchmark that posted the same bytes twice would measure that instead of a write.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,12 @@ from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 SERVICES = ["checkout", "payments", "cart", "catalog", "shipping"]
 ROUTES = ["/api/cart", "/api/pay", "/api/items/{id}", "/api/ship", "/healthz"]
 START_NS = 1_767_225_600_000_000_000
+INSTANCE_PLACEHOLDER = "instance-000000000000"
+
+
+def stamped(body: bytes, number: int) -> bytes:
+    """The body with its `service.instance.id` placeholder replaced by `number` (same width: still valid)."""
+    return body.replace(INSTANCE_PLACEHOLDER.encode(), f"instance-{number:012d}".encode(), 1)
 
 
 def _kv(key: str, value: object) -> KeyValue:
@@ -32,7 +43,7 @@ def _resource(service: str, pod: int) -> list[KeyValue]:
         _kv("service.name", service), _kv("service.version", "1.4.2"), _kv("service.namespace", "shop"),
         _kv("deployment.environment.name", "production"), _kv("deployment.id", "deploy-7f3a"),
         _kv("k8s.namespace.name", "shop"), _kv("k8s.pod.name", f"{service}-7d9c-{pod}"),
-        _kv("host.name", f"node-{pod % 3}"),
+        _kv("host.name", f"node-{pod % 3}"), _kv("service.instance.id", INSTANCE_PLACEHOLDER),
     ]  # fmt: skip
 
 
