@@ -1,6 +1,7 @@
 """Overload: real OTLP exporters push three times the sustainable ingest rate at `correlator serve` for a minute.
 
-Run: .venv/bin/python -m bench.overload [--seconds 60] [--factor 3] [--rate SPANS_PER_S] [--json out.json]
+Run: .venv/bin/python -m bench.overload [--seconds 60] [--factor 3] [--rate SPANS_PER_S] [--resend-s 60]
+     [--json out.json]
 
 1. Probe (skipped with --rate): the sustainable rate, measured as bench/ingest.py measures it (10 clients posting
    8192-span protobuf requests back to back, retrying 503s) against a server on a fresh store.
@@ -9,14 +10,16 @@ Run: .venv/bin/python -m bench.overload [--seconds 60] [--factor 3] [--rate SPAN
    the batch, as the SDK's BatchSpanProcessor drops spans) and exporter threads that take batches from it and
    call the OpenTelemetry SDK's `OTLPSpanExporter.export()` (OTLP/HTTP protobuf). The exporter is the real one:
    its HTTP session, its retries of 429/502/503/504 honouring Retry-After, its 10 s deadline per export. An
-   export() that returns SUCCESS is an acknowledged batch of known size. The exporter's retries hide the answer
+   export() that returns SUCCESS is an acknowledged batch of known size; one that fails is made again with the
+   same batch until `--resend-s` after the producers stop, as a collector's retry_on_failure does (the server
+   answers a resent body from its first write). The exporter's retries hide the answer
    to each attempt, so its requests.Session is a subclass that counts every answer (200, 503, ...) and every
    transport error: that gives the share of 429/503 answers.
 3. After the senders stop, the server is stopped gracefully (SIGTERM: it writes what it queued) and this process
    opens the store and counts rows per batch (each batch carries a unique `bench.batch` resource attribute).
    Every acknowledged batch must be stored; a batch stored twice is a duplicate (an export retried after an
    attempt that was stored but answered too late, after the exporter's deadline); a batch stored without an
-   acknowledgement is one whose export() gave up while the server still wrote it.
+   acknowledgement is one whose last export() gave up while the server still wrote it.
 
 Why the spans are encoded once: the SDK's encoder turns 8192 ReadableSpans into protobuf in about 1 s of CPU
 (2.7 s on a busy 2-core machine), so encoding every batch would cap the senders far below the rate to test and
