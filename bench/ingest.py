@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import itertools
 import json
 import os
 import shutil
@@ -94,12 +95,16 @@ def _rss_mib(pid: int) -> float:
     return float("nan")
 
 
+_REQUEST_NUMBERS = itertools.count()
+
+
 def _run(url: str, scenario: Scenario, total: int, clients: int) -> Result:
     distinct = 16
     bases = [scenario.make(scenario.batch, seed) for seed in range(distinct)]
     requests = max(total // scenario.batch, clients)
-    # Every request's body differs (payloads.stamped); gzip ones are compressed before the clock starts.
-    bodies = [stamped(bases[i % distinct], i) for i in range(requests)]
+    # Every request's body differs, across scenarios too (payloads.stamped); gzip ones are compressed before the
+    # clock starts.
+    bodies = [stamped(bases[i % distinct], next(_REQUEST_NUMBERS)) for i in range(requests)]
     if scenario.gzip:
         bodies = [gzip.compress(body, 1) for body in bodies]
     headers = {"Content-Type": scenario.content_type}
