@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     # Bodies are refused above this size after decompression (OTLP spec: 413).
     max_body_bytes: int = 64 * 1024 * 1024
     # Compressed bodies being decoded at once; beyond it requests get 503 (the queue bounds what follows).
-    max_decoding_bytes: int = 64 * 1024 * 1024
+    max_decoding_bytes: int = 16 * 1024 * 1024
     # The writer's bounds: a batch closes at this many records; the queue refuses work beyond its limit.
     batch_max_records: int = 100_000
     queue_max_records: int = 400_000
