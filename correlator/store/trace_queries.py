@@ -143,14 +143,20 @@ class DeployCandidate:
     started_at: datetime
 
 
-SPANS = """
-WITH (SELECT (min(Start), max(End) + 1) FROM {lookup} WHERE TraceId = {{trace_id:String}}) AS span_range
+SPAN_RANGE = "WITH (SELECT (min(Start), max(End) + 1) FROM {lookup} WHERE TraceId = {{trace_id:String}}) AS span_range"
+"""The seconds of a trace's first and last span start from the lookup table (SCHEMA.md, otel_traces_trace_id_ts),
+as `span_range`: both the spans read and the logs read bound themselves by it."""
+
+SPANS = (
+    SPAN_RANGE
+    + """
 SELECT SpanId, ParentSpanId, ServiceName, SpanName, {kind}, toUnixTimestamp64Nano(Timestamp), Duration, {status},
     StatusMessage, SpanAttributes, Events.Timestamp, Events.Name, Events.Attributes, {resource}
 FROM {traces}
 WHERE TraceId = {{trace_id:String}} AND Timestamp >= span_range.1 AND Timestamp <= span_range.2
 ORDER BY Timestamp, SpanId
 """
+)
 """A trace's spans, oldest first. The lookup gives whole seconds of the first and last span start, hence
 the extra second; without lookup rows the range is the epoch's first second, which holds no span."""
 
@@ -189,8 +195,9 @@ def trace_spans(store: Store, trace_id: str) -> list[SpanRow]:
     return spans
 
 
-LOGS_OF_TRACE = """
-WITH (SELECT (min(Start), max(End) + 1) FROM {lookup} WHERE TraceId = {{trace_id:String}}) AS span_range
+LOGS_OF_TRACE = (
+    SPAN_RANGE
+    + """
 SELECT toUnixTimestamp64Nano(Timestamp), ServiceName, SeverityText, SeverityNumber, Body, SpanId, LogAttributes,
     {resource}
 FROM {logs}
@@ -198,6 +205,7 @@ WHERE TraceId = {{trace_id:String}}
     AND Timestamp >= span_range.1 - {{slack_s:UInt32}} AND Timestamp <= span_range.2 + {{slack_s:UInt32}}
 ORDER BY Timestamp, SpanId
 """
+)
 """The log records of a trace within a slack of its spans' starts as the lookup table has them, oldest first."""
 
 
