@@ -1,4 +1,4 @@
-"""Realistic OTLP payloads for benchmarks: ~10 span attributes, 8 resource attributes, as a service would send.
+"""Realistic OTLP payloads for benchmarks: ~10 span attributes, 9 resource attributes, as a service would send.
 
 Every body also carries `service.instance.id` with a fixed-width placeholder that `stamped` replaces by a request
 number: the correlator answers a body identical to one it stored recently from that write (an exporter's resend),
