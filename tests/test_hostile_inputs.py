@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -260,3 +262,21 @@ def test_otlp_strings_that_are_not_utf8_are_a_400(client: httpx.Client) -> None:
     document = json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [{"name": "\ud800"}]}]}]})
     response = client.post("/v1/traces", content=document, headers={"Content-Type": "application/json"})
     assert response.status_code == 400
+
+
+def test_a_long_url_arriving_in_pieces_gets_the_apis_answer(hostile_server: Server) -> None:
+    """The request line of a 100 KB parameter sent in two parts, as TCP may deliver it: the API's own 400, not the
+    HTTP parser's plain-text refusal (which CI once met as a connection reset)."""
+    request = (
+        f"GET /api/v1/topology?since={HOSTILE['long']} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", hostile_server.ports["http"]), timeout=120) as connection:
+        connection.sendall(request[:20_000])
+        time.sleep(0.3)  # the server reads the first part alone
+        connection.sendall(request[20_000:])
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), head[:200]
+    assert json.loads(body)["error"]["message"].startswith("since: expected an RFC 3339 time")

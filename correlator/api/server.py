@@ -19,6 +19,11 @@ from correlator.api.otlp_grpc import build_grpc_server
 from correlator.api.state import AppState, build_state
 from correlator.settings import Settings
 
+# How much of a request line and headers the HTTP parser (h11) buffers while they arrive. Its default, 16 KiB,
+# refused a long URL only when TCP happened to deliver it in pieces (a plain-text 400, often a connection reset),
+# so the same request got the API's answer or not by chance; every URL up to this size is now read whole.
+MAX_REQUEST_HEAD_BYTES = 256 * 1024
+
 log = logging.getLogger(__name__)
 
 
@@ -80,7 +85,11 @@ class Server:
             self._sockets.append(otlp)
             self.ports["otlp_http"] = otlp.getsockname()[1]
         config = uvicorn.Config(
-            create_app(self.state), log_level=self.log_level, lifespan="off", timeout_graceful_shutdown=30
+            create_app(self.state),
+            log_level=self.log_level,
+            lifespan="off",
+            timeout_graceful_shutdown=30,
+            h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
         )
         self._uvicorn = _Uvicorn(config)
 
