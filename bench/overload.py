@@ -27,12 +27,10 @@ take the server's CPU. Each sender encodes its batches once with the SDK's own `
 fixed-width placeholder in the `bench.batch` attribute, and every export stamps the batch's key into a copy of
 those bytes (the same length, so still valid protobuf). Everything from export() on is the SDK's code.
 
-Memory: no one setting caps the server's RSS. What grows with load is bounded by three:
-`CORRELATOR_MAX_DECODING_BYTES` (request bodies being decoded at once, and their decoded messages),
-`CORRELATOR_QUEUE_MAX_RECORDS` (records queued for the writer, held as their protobuf bodies) and
-`CORRELATOR_BATCH_MAX_RECORDS` (the batch the engine parses and inserts at once). Bodies still being received
-are bounded only by connections x `CORRELATOR_MAX_BODY_BYTES`. The report prints the peak RSS (psutil samples,
-and the kernel's VmHWM) next to an estimate from those settings (`memory_bound`).
+Memory: the server holds its resident memory under `CORRELATOR_MEMORY_LIMIT_MIB` by refusing requests (503) while
+it is above a share of it (correlator/service/memory.py). The report prints the peak RSS (the kernel's VmHWM, and
+psutil samples) against that configured limit, and the 503s by the bound that refused them (the server's
+`correlator_ingest_refusals_total`).
 """
 
 from __future__ import annotations
@@ -73,10 +71,10 @@ SERVER_SETTINGS: dict[str, float] = {
     "CORRELATOR_MAX_DECODING_BYTES": 16 * MIB,
     "CORRELATOR_QUEUE_MAX_WAIT_S": 3,
     "CORRELATOR_WRITE_TIMEOUT_S": 30,
+    "CORRELATOR_MEMORY_LIMIT_MIB": 2048,
 }
 # The sustainable rate docs/benchmarks.md gives for 8192-span trace requests from 10 clients (with --no-probe).
 DOCUMENTED_RATE = 42_745
-DOCUMENTED_ENGINE_BATCH_MIB = 1031 - 347
 
 
 def _free_port() -> int:
@@ -367,6 +365,7 @@ class OverloadReport:
     duplicate_batches: int
     stored_unacknowledged_batches: int
     answers: dict[str, int]
+    refusals: dict[str, int]
     overloaded_share: float
     export_p50_s: float
     export_p99_s: float
@@ -374,14 +373,12 @@ class OverloadReport:
     peak_rss_mib: float
     peak_rss_sampled_mib: float
     probe_peak_rss_mib: float
-    memory_bound: dict[str, float]
-    decoded_expansion: float
+    memory_limit_mib: float
     settings: dict[str, float]
     cores: int
     load_average: float
 
     def table(self) -> str:
-        bound = self.memory_bound
         answers = ", ".join(f"{k}: {v}" for k, v in sorted(self.answers.items()))
         rss = f"{self.idle_rss_mib:,.0f} MiB / {self.peak_rss_mib:,.0f} MiB"
         rows = [
@@ -407,15 +404,11 @@ class OverloadReport:
             ("stored, not acknowledged", f"{self.stored_unacknowledged_batches} batches"),
             ("HTTP answers to all attempts", answers),
             ("429/503 share of answers", f"{self.overloaded_share:.1%}"),
+            ("503s by refusing bound", ", ".join(f"{k}: {v}" for k, v in sorted(self.refusals.items())) or "none"),
             ("export() latency p50 / p99", f"{self.export_p50_s:.1f} s / {self.export_p99_s:.1f} s"),
             ("server RSS idle / peak (VmHWM)", f"{rss} (psutil samples: {self.peak_rss_sampled_mib:,.0f} MiB)"),
             ("peak RSS at sustainable load", f"{self.probe_peak_rss_mib:,.0f} MiB (the probe's server)"),
-            (
-                "bound estimated from settings",
-                f"{bound['total_mib']:,.0f} MiB = idle {bound['idle_mib']:,.0f} + decoding {bound['decoding_mib']:,.0f}"
-                f" + queue {bound['queue_mib']:,.0f} + engine batch {bound['engine_batch_mib']:,.0f}"
-                f" + in transfer {bound['in_transfer_mib']:,.0f}",
-            ),
+            ("memory limit (configured)", f"{self.memory_limit_mib:,.0f} MiB"),
         ]
         width = max(len(name) for name, _ in rows)
         return "\n".join(f"{name:{width}}  {value}" for name, value in rows)
@@ -428,19 +421,14 @@ def _peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def decoded_expansion(body: bytes, copies: int = 16) -> float:
-    """RSS taken by decoded ExportTraceServiceRequests per byte of body (the server decodes every body once)."""
-    import gc
-
-    from correlator.otlp.decode import Encoding, Signal, decode_request
-
-    process = psutil.Process()
-    gc.collect()
-    before = process.memory_info().rss
-    messages = [decode_request(Signal.TRACES, body, Encoding.PROTOBUF) for _ in range(copies)]
-    grown = process.memory_info().rss - before
-    del messages
-    return grown / (copies * len(body))
+def _refusals(url: str) -> dict[str, int]:
+    """The server's 503s by the bound that refused (its /metrics)."""
+    counts: dict[str, int] = {}
+    for line in httpx.get(url + "/metrics", timeout=30).text.splitlines():
+        if line.startswith("correlator_ingest_refusals_total{"):
+            labels, value = line.rsplit(" ", 1)
+            counts[labels.split('"')[1]] = int(float(value))
+    return counts
 
 
 def _count_batches(data_dir: Path) -> dict[str, int]:
@@ -470,6 +458,7 @@ def run(
     rate_source: str = "given",
     queue_max_records: int | None = None,
     queue_max_wait_s: float | None = None,
+    memory_limit_mib: int | None = None,
     resend_s: float = 60,
     probe_peak_mib: float = float("nan"),
     log: Any = print,
@@ -497,6 +486,8 @@ def run(
         settings["CORRELATOR_QUEUE_MAX_RECORDS"] = queue_max_records
     if queue_max_wait_s is not None:
         settings["CORRELATOR_QUEUE_MAX_WAIT_S"] = queue_max_wait_s
+    if memory_limit_mib is not None:
+        settings["CORRELATOR_MEMORY_LIMIT_MIB"] = memory_limit_mib
     server = start_server(workdir / "data", workdir / "overload.log", settings)
     process = psutil.Process(server.process.pid)
     idle_rss = process.memory_info().rss / MIB
@@ -534,6 +525,7 @@ def run(
     for sender in processes:
         sender.join(60)
     peak = _peak_rss_mib(server.process.pid)
+    refusals = _refusals(server.url)
     assert server.stop() == 0, "the server did not stop cleanly"
     stored = _count_batches(server.data_dir)
 
@@ -546,21 +538,6 @@ def run(
     produced = sum(r["produced"] for r in collected) * batch
     stored_spans = sum(n for key, n in stored.items() if key)
     refused = answers["429"] + answers["503"]
-    body_bytes_per_span = len(encoded[0]) / batch
-    expansion = decoded_expansion(encoded[0])
-    # The engine's working set for a batch: what the probe's server grew by at sustainable load, else the figure
-    # docs/benchmarks.md gives (peak 1031 MiB, idle 347 MiB with 8192-span requests).
-    engine_batch = (probe_peak - idle_rss) if probe_peak == probe_peak else DOCUMENTED_ENGINE_BATCH_MIB
-    bound = {
-        "idle_mib": idle_rss,
-        # Bodies being decoded, and their decoded messages (measured here: `expansion` x the body).
-        "decoding_mib": (1 + expansion) * settings["CORRELATOR_MAX_DECODING_BYTES"] / MIB,
-        "queue_mib": settings["CORRELATOR_QUEUE_MAX_RECORDS"] * body_bytes_per_span / MIB,
-        "engine_batch_mib": engine_batch,
-        # Bodies being received: one per exporter connection at most; no setting bounds this.
-        "in_transfer_mib": senders * exporters * len(encoded[0]) / MIB,
-    }
-    bound["total_mib"] = sum(bound.values())
     report = OverloadReport(
         sustainable_rate=rate,
         rate_source=source,
@@ -585,6 +562,7 @@ def run(
         duplicate_batches=sum(n // batch - 1 for key, n in stored.items() if key and n > batch),
         stored_unacknowledged_batches=len(set(stored) - set(acknowledged) - {""}),
         answers=dict(answers),
+        refusals=refusals,
         overloaded_share=refused / max(sum(answers.values()), 1),
         export_p50_s=statistics.median(latencies) if latencies else float("nan"),
         export_p99_s=latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] if latencies else float("nan"),
@@ -592,8 +570,7 @@ def run(
         peak_rss_mib=peak,
         peak_rss_sampled_mib=sampled_peak,
         probe_peak_rss_mib=probe_peak,
-        memory_bound=bound,
-        decoded_expansion=expansion,
+        memory_limit_mib=settings["CORRELATOR_MEMORY_LIMIT_MIB"],
         settings=settings,
         cores=os.cpu_count() or 0,
         load_average=os.getloadavg()[0],
@@ -620,6 +597,9 @@ def main() -> None:
         "--queue-max-wait-s", type=float, help="the server's CORRELATOR_QUEUE_MAX_WAIT_S (default: its default)"
     )
     parser.add_argument(
+        "--memory-limit-mib", type=int, help="the server's CORRELATOR_MEMORY_LIMIT_MIB (default: its default)"
+    )
+    parser.add_argument(
         "--resend-s",
         type=float,
         default=60,
@@ -643,6 +623,7 @@ def main() -> None:
             rate_source=source,
             queue_max_records=args.queue_max_records,
             queue_max_wait_s=args.queue_max_wait_s,
+            memory_limit_mib=args.memory_limit_mib,
             resend_s=args.resend_s,
         )
     print(report.table())

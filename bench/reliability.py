@@ -5,8 +5,8 @@ Run: .venv/bin/python -m bench.reliability [--seconds 60] [--kills 10] [--skip-o
 
 1. bench/overload.py with the server's default settings: a probe measures the sustainable rate, then real
    OTLPSpanExporters offer three times that for `--seconds`.
-2. The same offered rate against a server without the expected-wait bound (`CORRELATOR_QUEUE_MAX_WAIT_S=0`:
-   only the records bound admits work, as before that bound existed), to show what the bound does.
+2. The same offered rate against a server with a tighter memory limit (`--tight-limit-mib`, about the peak the
+   probe's server reached at the sustainable rate), to show the limit is held where it constrains.
 3. tests/test_crash_recovery.py's crash run: `--kills` SIGKILLs during OTLP and webhook ingest.
 4. tests/test_webhook_replay.py under pytest (it needs the in-process server of the test session).
 
@@ -42,7 +42,7 @@ def _commit() -> str:
 def _overload_rows(label: str, report: OverloadReport) -> list[str]:
     queue = report.settings["CORRELATOR_QUEUE_MAX_RECORDS"]
     acknowledged_share = report.acknowledged_spans / max(report.produced_spans, 1)
-    bound = report.memory_bound["total_mib"]
+    limit = report.memory_limit_mib
     checks = [
         "every acknowledged batch stored"
         if report.lost_acknowledged_batches == 0
@@ -51,7 +51,7 @@ def _overload_rows(label: str, report: OverloadReport) -> list[str]:
         if report.stored_unacknowledged_batches == 0 and report.duplicate_batches == 0
         else f"**stored != acknowledged** ({report.stored_unacknowledged_batches} batches stored but never "
         f"acknowledged, {report.duplicate_batches} twice)",
-        "RSS under the bound" if report.peak_rss_mib <= bound else "**RSS over the bound**",
+        "RSS under the limit" if report.peak_rss_mib <= limit else "**RSS over the limit**",
     ]
     held = "; ".join(checks)
     return [
@@ -62,7 +62,7 @@ def _overload_rows(label: str, report: OverloadReport) -> list[str]:
         f"{report.stored_spans:,} stored, {report.duplicate_batches} batches twice, "
         f"{report.stored_unacknowledged_batches} batches stored unacknowledged; "
         f"{report.overloaded_share:.0%} of answers 429/503; peak RSS {report.peak_rss_mib:,.0f} MiB "
-        f"(estimated bound {bound:,.0f}) | {held} |"
+        f"(limit {limit:,.0f}) | {held} |"
     ]
 
 
@@ -88,6 +88,7 @@ def _replay() -> tuple[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=60, help="how long each overload run pushes")
+    parser.add_argument("--tight-limit-mib", type=int, default=1280, help="the memory limit of the second overload run")
     parser.add_argument("--kills", type=int, default=10, help="SIGKILLs in the crash run")
     parser.add_argument("--seed", type=int, default=None, help="the crash run's seed (default: the test's)")
     parser.add_argument("--skip-overload", action="store_true")
@@ -108,22 +109,19 @@ def main() -> None:
             print(default.table(), flush=True)
             rows += _overload_rows("Overload, default settings", default)
             blocks.append(_overload_block("Overload with the default settings", default))
-            (workdir / "unbounded").mkdir()
-            unbounded = overload_run(
-                workdir / "unbounded",
+            (workdir / "tight").mkdir()
+            tight = overload_run(
+                workdir / "tight",
                 seconds=args.seconds,
                 rate=default.sustainable_rate,
                 rate_source="the probe above",
-                queue_max_wait_s=0,
+                memory_limit_mib=args.tight_limit_mib,
                 probe_peak_mib=default.probe_peak_rss_mib,
             )
-            print(unbounded.table(), flush=True)
-            rows += _overload_rows("Overload, no expected-wait bound (records bound only)", unbounded)
-            blocks.append(
-                _overload_block(
-                    "The same offered rate without the expected-wait bound (`QUEUE_MAX_WAIT_S=0`)", unbounded
-                )
-            )
+            print(tight.table(), flush=True)
+            rows += _overload_rows(f"Overload, memory limit {args.tight_limit_mib:,} MiB", tight)
+            title = f"The same offered rate with a {args.tight_limit_mib:,} MiB memory limit"
+            blocks.append(_overload_block(title, tight))
         if not args.skip_crash:
             from tests.test_crash_recovery import SEED, crash_run
 

@@ -36,6 +36,9 @@ def start_server(data_dir: Path, **overrides: Any) -> Server:
         "otlp_grpc_port": free_port(),
         # Every batch goes to the engine-side path, however small, so the tests exercise it.
         "engine_parsing_min_records": 0,
+        # This process holds the whole test session besides its servers, so its resident size says nothing of a
+        # server's: the memory limit is tested with its own settings (tests/test_memory_limit.py).
+        "memory_limit_mib": 0,
     }
     values.update(overrides)
     return Server(Settings(**values), log_level="warning").start()

@@ -115,6 +115,7 @@ async def _export(request: Request, signal: Signal) -> Response:
     try:
         state.auth.check(request.headers.get("authorization"), "write")
         encoding = parse_content_type(header)
+        state.ingest.check_room()  # before the body: a refused request costs no memory
         body = await _read_body(request, state.ingest.max_body_bytes)
         export = asyncio.ensure_future(
             state.ingest.export_body(signal, body, encoding, request.headers.get("content-encoding"))

@@ -12,6 +12,7 @@ from correlator.service.deploys import Deploys, ImplicitDeployRules
 from correlator.service.health import Health
 from correlator.service.incidents import Incidents
 from correlator.service.ingest import IngestWriter
+from correlator.service.memory import MIB, MemoryGuard
 from correlator.service.otlp_ingest import OtlpIngest
 from correlator.service.own_metrics import OwnMetrics
 from correlator.service.reconciler import Reconciler
@@ -65,6 +66,7 @@ def build_state(settings: Settings) -> AppState:
         settings.retry_after_s,
         engine_min_records=settings.engine_parsing_min_records,
         max_wait_s=settings.queue_max_wait_s,
+        memory=MemoryGuard(settings.memory_limit_mib * MIB),
     )
     ingest = OtlpIngest(
         writer,

@@ -42,8 +42,10 @@ def serve(
     """Run the receivers and the API on the store (embedded chDB in ./.correlator/data by default)."""
     from correlator.api.server import Server
     from correlator.errors import CorrelatorError
+    from correlator.service.memory import limit_malloc_arenas
     from correlator.settings import load_settings
 
+    limit_malloc_arenas()  # before the server's threads: see correlator/service/memory.py
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings(

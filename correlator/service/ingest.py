@@ -15,6 +15,7 @@ from correlator.otlp.decode import Encoding, Signal, decode_request
 from correlator.otlp.mappers import MAPPERS
 from correlator.otlp.metrics import DEFAULT_TABLES as METRIC_TABLES
 from correlator.otlp.rows import ColumnBlock, Mapped
+from correlator.service.memory import MemoryGuard
 from correlator.service.own_metrics import OwnMetrics
 from correlator.store import Store
 
@@ -67,12 +68,13 @@ class _Pending:
 class IngestWriter:
     """One writer thread; a batch is whatever arrived while the previous insert ran (up to a size bound).
 
-    An idle writer inserts at once and a busy one amortizes; no request waits on a timer. Admission has two
-    bounds: the records queued (memory) and the expected wait, queued records over the measured write rate
-    (a request admitted must be stored before its exporter's deadline, or it is stored for a client that
-    has gone). Past either, submit raises Overloaded and the exporter retries later. A request is answered
-    only after its insert returned; one whose client went away before the writer took it is cancelled
-    (Future.cancel) and never written.
+    An idle writer inserts at once and a busy one amortizes; no request waits on a timer. Admission has three
+    bounds: the records queued, the expected wait, queued records over the measured write rate (a request
+    admitted must be stored before its exporter's deadline, or it is stored for a client that has gone), and
+    the process's resident memory (MemoryGuard). Past any, submit raises Overloaded and the exporter retries
+    later; an idle writer admits a request whatever the bounds, so that the server always makes progress. A
+    request is answered only after its insert returned; one whose client went away before the writer took it is
+    cancelled (Future.cancel) and never written.
     """
 
     def __init__(
@@ -84,6 +86,7 @@ class IngestWriter:
         retry_after_s: int = 1,
         engine_min_records: int = 0,
         max_wait_s: float = 0.0,
+        memory: MemoryGuard | None = None,
     ) -> None:
         self._store = store
         self._metrics = metrics
@@ -92,6 +95,7 @@ class IngestWriter:
         self._retry_after_s = retry_after_s
         self._engine_min_records = engine_min_records
         self._max_wait_s = max_wait_s
+        self._memory = memory or MemoryGuard(0)
         # Records per second the writer stores, a moving average over recent batches (0 until the first one).
         self._rate = 0.0
         self._pending: deque[_Pending] = deque()
@@ -131,23 +135,32 @@ class IngestWriter:
             self._check_room(records)
 
     def _check_room(self, records: int) -> None:
+        if refusal := self._refusal(records):
+            bound, message, retry_after_s = refusal
+            self._metrics.refusals.labels(bound).inc()
+            raise Overloaded(message, retry_after_s)
+
+    def _refusal(self, records: int) -> tuple[str, str, int] | None:
+        """The bound that refuses `records` more now, why, and when to come back; None when they are admitted."""
         if self._stopping:
-            raise Overloaded("the server is shutting down", self._retry_after_s)
+            return "stopping", "the server is shutting down", self._retry_after_s
         if not self._queued_records:
-            return  # a single request larger than every bound still gets in when the queue is empty
+            return None  # a single request larger than every bound still gets in when the queue is empty
         if self._queued_records + records > self._queue_max:
-            raise Overloaded(
-                f"the write queue is full ({self._queued_records} records waiting); retry later", self._retry_after_s
-            )
+            message = f"the write queue is full ({self._queued_records} records waiting); retry later"
+            return "queue_records", message, self._retry_after_s
         wait = self.expected_wait_s(records)
         if self._max_wait_s and wait > self._max_wait_s:
-            raise Overloaded(
+            message = (
                 f"the write queue holds {wait:.1f} s of work ({self._queued_records} records at"
-                f" {self._rate:,.0f}/s), over the {self._max_wait_s:g} s allowed; retry later",
-                # Come back once what is queued now should be written: an exporter whose deadline ends sooner
-                # gives up now instead of sending again late, when an admitted attempt could outlive it.
-                max(self._retry_after_s, math.ceil(wait)),
+                f" {self._rate:,.0f}/s), over the {self._max_wait_s:g} s allowed; retry later"
             )
+            # Come back once what is queued now should be written: an exporter whose deadline ends sooner
+            # gives up now instead of sending again late, when an admitted attempt could outlive it.
+            return "queue_wait", message, max(self._retry_after_s, math.ceil(wait))
+        if refusal := self._memory.refusal():
+            return "memory", refusal, self._retry_after_s
+        return None
 
     def _measured(self, records: int, seconds: float) -> None:
         """Fold one batch's write rate into the moving average (recent batches weigh most).
@@ -166,9 +179,11 @@ class IngestWriter:
                 self._cond.wait()
             if not self._pending:
                 return None
+            # The engine's working memory grows with the batch: near the memory limit, write smaller ones.
+            limit = self._batch_max // 4 if self._memory.over_high_water() else self._batch_max
             batch: list[_Pending] = []
             size = 0
-            while self._pending and (not batch or size + self._pending[0].records <= self._batch_max):
+            while self._pending and (not batch or size + self._pending[0].records <= limit):
                 item = self._pending.popleft()
                 if not item.done.set_running_or_notify_cancel():
                     self._release(item)  # its client went away before the writer got to it: never written
@@ -200,6 +215,7 @@ class IngestWriter:
                     self._measured(sum(item.records for item in batch), time.perf_counter() - started)
                     for item in batch:
                         self._release(item)
+                self._memory.release()
 
     def _resolve(self, item: _Pending, result: ExportResult) -> None:
         self._metrics.stored.labels(item.signal.value).inc(result.accepted)

@@ -120,6 +120,7 @@ class OtlpIngest:
         """Bound the bodies being decoded at once: the write queue bounds rows, this bounds what precedes it."""
         # One event loop runs every route, so this check-and-add needs no lock.
         if self._decoding_bytes and self._decoding_bytes + size > self._max_decoding_bytes:
+            self._metrics.refusals.labels("decoding").inc()
             raise Overloaded(
                 f"{self._decoding_bytes} bytes of requests are being decoded already; retry later", self._retry_after_s
             )
@@ -160,6 +161,10 @@ class OtlpIngest:
         mapped = MAPPERS[signal](request)
         self._metrics.received.labels(signal.value).inc(mapped.accepted + mapped.rejected)
         return _Queued(self._writer.submit_rows(signal, mapped), mapped.accepted)
+
+    def check_room(self) -> None:
+        """Raise Overloaded when a request would be refused now: callers check before reading a body."""
+        self._writer.check_room()
 
     async def export_body(
         self, signal: Signal, body: bytes, encoding: Encoding, content_encoding: str | None

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -57,6 +57,7 @@ class OwnMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)  # process_resident_memory_bytes, CPU seconds, open files
         self.received = Counter(
             "correlator_otlp_received", "OTLP records received, by signal", ["signal"], registry=self.registry
         )
@@ -74,6 +75,13 @@ class OwnMetrics:
             "OTLP requests identical to one queued or stored in the last 10 minutes (an exporter's retry after a"
             " timeout), answered from that one's write instead of writing again, by signal",
             ["signal"],
+            registry=self.registry,
+        )
+        self.refusals = Counter(
+            "correlator_ingest_refusals",
+            "OTLP requests answered 503 (retry later), by the bound that refused them: queue_records, queue_wait,"
+            " memory, decoding or stopping",
+            ["bound"],
             registry=self.registry,
         )
         self.queue_depth = Gauge(
