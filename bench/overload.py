@@ -28,7 +28,7 @@ fixed-width placeholder in the `bench.batch` attribute, and every export stamps 
 those bytes (the same length, so still valid protobuf). Everything from export() on is the SDK's code.
 
 Memory: the server holds its resident memory under `CORRELATOR_MEMORY_LIMIT_MIB` by refusing requests (503) while
-it is above a share of it (correlator/service/memory.py). The report prints the peak RSS (the kernel's VmHWM, and
+it is within a reserve of it (correlator/service/memory.py). The report prints the peak RSS (the kernel's VmHWM, and
 psutil samples) against that configured limit, and the 503s by the bound that refused them (the server's
 `correlator_ingest_refusals_total`).
 """

@@ -3,8 +3,8 @@
 No setting of the write path bounds what a batch costs in the engine, in protobuf's arenas outside Python's heap,
 or in what the allocator keeps after a free, so the limit is held by measuring: the resident size is read from
 /proc before each request is admitted, and above the high-water mark (the limit less room for the work already
-admitted) new requests are refused until inserts have freed memory. After an insert the writer asks
-the C allocator to return its free pages, so that memory freed is memory the kernel sees freed; and `serve` caps
+admitted) new requests are refused until inserts have freed memory. After an insert the writer asks the C
+allocator to return its free pages, so that memory freed is memory the kernel sees freed; and `serve` caps
 glibc's malloc arenas (one per thread by default, each keeping its own free memory) unless MALLOC_ARENA_MAX says
 otherwise.
 """
@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import logging
 import os
 import time
 from collections.abc import Callable
-
-log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 # Room kept under the limit for the work already admitted when the resident size crosses the high-water mark:
