@@ -35,8 +35,8 @@ def _count(server: Server, service: str) -> int:
     return int(query(server, "SELECT count() FROM otel.otel_traces WHERE ServiceName = {s:String}", s=service)[0][0])
 
 
-def _refusals(metrics: OwnMetrics, bound: str) -> float:
-    return metrics.refusals.labels(bound)._value.get()
+def _sample(metrics: OwnMetrics, name: str, **labels: str) -> float:
+    return metrics.registry.get_sample_value(name, labels) or 0.0
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def test_a_busy_writer_over_the_limit_refuses_and_an_idle_one_admits(cramped: Se
         first = writer.submit_rows(Signal.TRACES, _mapped(service_name, 1, 3_000))  # idle: admitted
         with pytest.raises(Overloaded, match=r"\(memory limit 1 MiB\); retry later"):
             writer.submit_rows(Signal.TRACES, _mapped(service_name, 2, 10))
-        assert _refusals(metrics, "memory") == 1
+        assert _sample(metrics, "correlator_ingest_refusals_total", bound="memory") == 1
         assert first.result(60).accepted == 3_000
         # Idle again once that insert is done: the next request gets in whatever the memory.
         assert writer.submit_rows(Signal.TRACES, _mapped(service_name, 3, 20)).result(60).accepted == 20
@@ -92,17 +92,13 @@ def test_over_the_high_water_mark_the_writer_takes_quarter_batches(cramped: Serv
         assert [w.result(60).accepted for w in waiting] == [1_000] * 4
     finally:
         writer.close()
-    inserts = metrics.batch_records.labels("otel_traces", "python")._sum.get(), _histogram_count(metrics)
+    batches = {"table": "otel_traces", "path": "python"}
+    inserts = (
+        _sample(metrics, "correlator_store_batch_records_sum", **batches),
+        _sample(metrics, "correlator_store_batch_records_count", **batches),
+    )
     # One insert of the first request, then one per 1000-record request (a quarter of 4000), not one for all four.
     assert inserts == (24_000, 5)
-
-
-def _histogram_count(metrics: OwnMetrics) -> int:
-    for family in metrics.batch_records.collect():
-        for sample in family.samples:
-            if sample.name.endswith("_count") and sample.labels == {"table": "otel_traces", "path": "python"}:
-                return int(sample.value)
-    return 0
 
 
 def test_requests_over_the_limit_get_503_before_their_body_and_the_acknowledged_are_stored(
