@@ -22,14 +22,11 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from correlator.api.server import Server
 from correlator.errors import Overloaded
 from correlator.otlp.decode import Signal
-from correlator.otlp.mappers import MAPPERS
-from correlator.otlp.rows import Mapped
 from correlator.service.ingest import IngestWriter
 from correlator.service.own_metrics import OwnMetrics
-from tests.conftest import query, start_server
+from tests.conftest import start_server
 from tests.factories import span, traces_request
-
-PROTOBUF = {"Content-Type": "application/x-protobuf"}
+from tests.ingest_support import PROTOBUF, count_spans, mapped_traces, post_until_refused, traces_body
 
 
 @pytest.fixture(scope="module")
@@ -40,38 +37,18 @@ def tight(data_dir: Path) -> Iterator[Server]:
     running.stop()
 
 
-def _count(server: Server, service: str) -> int:
-    return int(query(server, "SELECT count() FROM otel.otel_traces WHERE ServiceName = {s:String}", s=service)[0][0])
-
-
-def _body(service: str, index: int, size: int = 800) -> bytes:
-    spans = [span(span_id=(index * 100_000 + i + 1).to_bytes(8, "big"), attributes={"i": i}) for i in range(size)]
-    return traces_request(service, spans).SerializeToString()
-
-
 def test_full_queue_answers_503_with_retry_after_and_keeps_what_it_acknowledged(
     tight: Server, service_name: str
 ) -> None:
-    acknowledged = 0
-    refused: list[httpx.Response] = []
     with httpx.Client(timeout=60) as client:
-        for round_ in range(20):
-            bodies = [_body(service_name, round_ * 10 + i) for i in range(6)]
-            with ThreadPoolExecutor(6) as pool:
-                responses = list(
-                    pool.map(lambda b: client.post(tight.url() + "/v1/traces", content=b, headers=PROTOBUF), bodies)
-                )
-            acknowledged += 800 * sum(r.status_code == 200 for r in responses)
-            refused += [r for r in responses if r.status_code != 200]
-            if refused:
-                break
+        acknowledged, refused = post_until_refused(client, tight, service_name)
     assert refused, "six concurrent requests never filled a queue of 1000 records"
     assert {r.status_code for r in refused} == {503}
     assert refused[0].headers["Retry-After"] == "1"
     status = status_pb2.Status.FromString(refused[0].content)
     assert status.code == 14  # UNAVAILABLE
     assert "write queue is full" in status.message
-    assert _count(tight, service_name) == acknowledged
+    assert count_spans(tight, service_name) == acknowledged
 
 
 def test_grpc_full_queue_is_unavailable_with_retry_info(tight: Server, service_name: str) -> None:
@@ -128,7 +105,7 @@ def test_real_exporters_retry_until_everything_is_stored(tight: Server, service_
         worker.start()
     for worker in workers:
         worker.join(120)
-    assert _count(tight, service_name) == per_thread * threads
+    assert count_spans(tight, service_name) == per_thread * threads
 
 
 def test_queries_run_while_ingest_runs(server: Server, service_name: str) -> None:
@@ -142,7 +119,7 @@ def test_queries_run_while_ingest_runs(server: Server, service_name: str) -> Non
                 try:
                     response = client.get(server.url() + "/api/v1/store")
                     response.raise_for_status()
-                    seen.append(_count(server, service_name))
+                    seen.append(count_spans(server, service_name))
                 except BaseException as e:  # collected and asserted below
                     failures.append(e)
                     return
@@ -152,7 +129,7 @@ def test_queries_run_while_ingest_runs(server: Server, service_name: str) -> Non
     with httpx.Client(timeout=60) as client:
         for index in range(20):
             response = client.post(
-                server.url() + "/v1/traces", content=_body(service_name, index, 500), headers=PROTOBUF
+                server.url() + "/v1/traces", content=traces_body(service_name, index, 500), headers=PROTOBUF
             )
             assert response.status_code == 200
     stop.set()
@@ -160,13 +137,13 @@ def test_queries_run_while_ingest_runs(server: Server, service_name: str) -> Non
     assert not failures
     assert len(seen) >= 2
     assert seen == sorted(seen)  # counts only grow: no partial batches become visible and vanish
-    assert _count(server, service_name) == 20 * 500
+    assert count_spans(server, service_name) == 20 * 500
 
 
 def test_bodies_being_decoded_are_bounded_too(data_dir: Path, service_name: str) -> None:
     small = start_server(data_dir, max_decoding_bytes=50_000)
     try:
-        bodies = [_body(service_name, i, 800) for i in range(8)]
+        bodies = [traces_body(service_name, i, 800) for i in range(8)]
         assert all(len(b) > 25_000 for b in bodies)  # two at once exceed the bound
         refused = 0
         with httpx.Client(timeout=60) as client, ThreadPoolExecutor(8) as pool:
@@ -191,34 +168,29 @@ def test_small_batches_take_the_python_path_and_large_ones_the_engine(data_dir: 
     adaptive = start_server(data_dir, engine_parsing_min_records=1_000)
     try:
         for size in (10, 1_500):
-            body = _body(service_name, size, size)
+            body = traces_body(service_name, size, size)
             assert httpx.post(adaptive.url() + "/v1/traces", content=body, headers=PROTOBUF).status_code == 200
         text = httpx.get(adaptive.url() + "/metrics").text
         assert 'correlator_store_batch_records_sum{path="python",table="otel_traces"} 10.0' in text
         assert 'correlator_store_batch_records_sum{path="engine",table="otel_traces"} 1500.0' in text
-        assert _count(adaptive, service_name) == 1_510
+        assert count_spans(adaptive, service_name) == 1_510
     finally:
         adaptive.stop()
-
-
-def _mapped(service: str, index: int, size: int) -> Mapped:
-    spans = [span(span_id=(index * 100_000 + i + 1).to_bytes(8, "big")) for i in range(size)]
-    return MAPPERS[Signal.TRACES](traces_request(service, spans))
 
 
 def test_work_withdrawn_before_the_writer_took_it_is_never_written(tight: Server, service_name: str) -> None:
     # A batch holds one request (batch bound = its size), so the second waits while the first is inserted.
     writer = IngestWriter(tight.state.store, OwnMetrics(), batch_max_records=3_000, queue_max_records=100_000)
     try:
-        first = writer.submit_rows(Signal.TRACES, _mapped(service_name, 1, 3_000))
-        second = writer.submit_rows(Signal.TRACES, _mapped(service_name, 2, 500))
+        first = writer.submit_rows(Signal.TRACES, mapped_traces(service_name, 1, 3_000))
+        second = writer.submit_rows(Signal.TRACES, mapped_traces(service_name, 2, 500))
         assert second.cancel(), "the writer took the second request while inserting the first"
         assert first.result(60).accepted == 3_000
-        third = writer.submit_rows(Signal.TRACES, _mapped(service_name, 3, 200))
+        third = writer.submit_rows(Signal.TRACES, mapped_traces(service_name, 3, 200))
         assert third.result(60).accepted == 200  # the writer went on past the withdrawn one
     finally:
         writer.close()
-    assert _count(tight, service_name) == 3_200
+    assert count_spans(tight, service_name) == 3_200
     assert writer.expected_wait_s() == 0  # the withdrawn records left the queue's count
 
 
@@ -228,17 +200,17 @@ def test_work_expected_to_wait_past_the_bound_is_refused(tight: Server, service_
     )
     try:
         assert writer.expected_wait_s(1_000) == 0  # no rate measured yet: only the records bound applies
-        writer.submit_rows(Signal.TRACES, _mapped(service_name, 1, 4_000)).result(60)
+        writer.submit_rows(Signal.TRACES, mapped_traces(service_name, 1, 4_000)).result(60)
         rate_wait = writer.expected_wait_s(1_000)
         assert rate_wait > 0  # a busy batch (>= a quarter of the batch bound) measured the write rate
-        busy = writer.submit_rows(Signal.TRACES, _mapped(service_name, 2, 4_000))
+        busy = writer.submit_rows(Signal.TRACES, mapped_traces(service_name, 2, 4_000))
         with pytest.raises(Overloaded, match=r"s of work .* over the 0.001 s allowed") as refused:
-            writer.submit_rows(Signal.TRACES, _mapped(service_name, 3, 1_000))
+            writer.submit_rows(Signal.TRACES, mapped_traces(service_name, 3, 1_000))
         assert refused.value.retry_after_s >= 1
         busy.result(60)
     finally:
         writer.close()
-    assert _count(tight, service_name) == 8_000
+    assert count_spans(tight, service_name) == 8_000
 
 
 def _metric(exposition: str, name: str, **labels: str) -> float:
@@ -263,7 +235,7 @@ def test_a_client_that_leaves_while_queued_gets_nothing_stored(
 
             def send(index: int) -> tuple[int, int]:
                 """(spans acknowledged, spans given up on)"""
-                body = _body(service, index, 3_000)
+                body = traces_body(service, index, 3_000)
                 timeout = 60 if index % 2 == 0 else 0.05
                 try:
                     if transport == "grpc":
@@ -287,7 +259,7 @@ def test_a_client_that_leaves_while_queued_gets_nothing_stored(
                 break
             time.sleep(0.1)
         withdrawn = _metric(metrics, "correlator_otlp_rejected_total", signal="traces", reason="withdrawn")
-        stored = _count(slow, service)
+        stored = count_spans(slow, service)
     finally:
         slow.stop()
     assert acknowledged + given_up == 16 * 3_000
@@ -306,12 +278,12 @@ def test_a_resent_request_is_answered_from_its_first_write_and_stored_once(data_
     try:
         with httpx.Client(timeout=60) as patient, httpx.Client(timeout=0.05) as impatient:
             url = slow.url() + "/v1/traces"
-            once = _body(f"{service_name}-twice", 0, 3_000)
+            once = traces_body(f"{service_name}-twice", 0, 3_000)
             assert [patient.post(url, content=once, headers=PROTOBUF).status_code for _ in range(2)] == [200, 200]
 
             def send(index: int) -> bool:
                 """True when the first attempt was given up on (the client timed out)."""
-                body = _body(service_name, index, 3_000)
+                body = traces_body(service_name, index, 3_000)
                 try:
                     gave_up = impatient.post(url, content=body, headers=PROTOBUF).status_code != 200
                 except httpx.TimeoutException:
@@ -322,7 +294,7 @@ def test_a_resent_request_is_answered_from_its_first_write_and_stored_once(data_
             with ThreadPoolExecutor(8) as pool:
                 given_up = sum(pool.map(send, range(16)))
         metrics = httpx.get(slow.url() + "/metrics").text
-        stored, stored_once = _count(slow, service_name), _count(slow, f"{service_name}-twice")
+        stored, stored_once = count_spans(slow, service_name), count_spans(slow, f"{service_name}-twice")
     finally:
         slow.stop()
     assert stored_once == 3_000

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -15,24 +14,11 @@ from google.rpc import status_pb2
 from correlator.api.server import Server
 from correlator.errors import Overloaded
 from correlator.otlp.decode import Signal
-from correlator.otlp.mappers import MAPPERS
-from correlator.otlp.rows import Mapped
 from correlator.service.ingest import IngestWriter
 from correlator.service.memory import MIB, MemoryGuard, limit_malloc_arenas, resident_bytes
 from correlator.service.own_metrics import OwnMetrics
-from tests.conftest import query, start_server
-from tests.factories import span, traces_request
-
-PROTOBUF = {"Content-Type": "application/x-protobuf"}
-
-
-def _mapped(service: str, index: int, size: int) -> Mapped:
-    spans = [span(span_id=(index * 100_000 + i + 1).to_bytes(8, "big")) for i in range(size)]
-    return MAPPERS[Signal.TRACES](traces_request(service, spans))
-
-
-def _count(server: Server, service: str) -> int:
-    return int(query(server, "SELECT count() FROM otel.otel_traces WHERE ServiceName = {s:String}", s=service)[0][0])
+from tests.conftest import start_server
+from tests.ingest_support import count_spans, mapped_traces, post_until_refused
 
 
 def _sample(metrics: OwnMetrics, name: str, **labels: str) -> float:
@@ -64,16 +50,16 @@ def test_a_busy_writer_over_the_limit_refuses_and_an_idle_one_admits(cramped: Se
         cramped.state.store, metrics, batch_max_records=3_000, queue_max_records=100_000, memory=MemoryGuard(MIB)
     )
     try:
-        first = writer.submit_rows(Signal.TRACES, _mapped(service_name, 1, 3_000))  # idle: admitted
+        first = writer.submit_rows(Signal.TRACES, mapped_traces(service_name, 1, 3_000))  # idle: admitted
         with pytest.raises(Overloaded, match=r"\(memory limit 1 MiB\); retry later"):
-            writer.submit_rows(Signal.TRACES, _mapped(service_name, 2, 10))
+            writer.submit_rows(Signal.TRACES, mapped_traces(service_name, 2, 10))
         assert _sample(metrics, "correlator_ingest_refusals_total", bound="memory") == 1
         assert first.result(60).accepted == 3_000
         # Idle again once that insert is done: the next request gets in whatever the memory.
-        assert writer.submit_rows(Signal.TRACES, _mapped(service_name, 3, 20)).result(60).accepted == 20
+        assert writer.submit_rows(Signal.TRACES, mapped_traces(service_name, 3, 20)).result(60).accepted == 20
     finally:
         writer.close()
-    assert _count(cramped, service_name) == 3_020
+    assert count_spans(cramped, service_name) == 3_020
 
 
 def test_over_the_high_water_mark_the_writer_takes_quarter_batches(cramped: Server, service_name: str) -> None:
@@ -84,8 +70,8 @@ def test_over_the_high_water_mark_the_writer_takes_quarter_batches(cramped: Serv
         cramped.state.store, metrics, batch_max_records=4_000, queue_max_records=100_000, memory=guard
     )
     try:
-        first = writer.submit_rows(Signal.TRACES, _mapped(service_name, 1, 20_000))  # keeps the writer busy
-        waiting = [writer.submit_rows(Signal.TRACES, _mapped(service_name, i, 1_000)) for i in range(2, 6)]
+        first = writer.submit_rows(Signal.TRACES, mapped_traces(service_name, 1, 20_000))  # keeps the writer busy
+        waiting = [writer.submit_rows(Signal.TRACES, mapped_traces(service_name, i, 1_000)) for i in range(2, 6)]
         level[0] = 100 * MIB  # over the high-water mark before the writer comes back for the next batch
         assert not first.done(), "the first insert ended before the others were queued"
         assert first.result(60).accepted == 20_000
@@ -104,22 +90,8 @@ def test_over_the_high_water_mark_the_writer_takes_quarter_batches(cramped: Serv
 def test_requests_over_the_limit_get_503_before_their_body_and_the_acknowledged_are_stored(
     cramped: Server, service_name: str
 ) -> None:
-    def body(index: int) -> bytes:
-        spans = [span(span_id=(index * 100_000 + i + 1).to_bytes(8, "big")) for i in range(800)]
-        return traces_request(service_name, spans).SerializeToString()
-
-    acknowledged, refused = 0, []
     with httpx.Client(timeout=60) as client:
-        for round_ in range(20):
-            bodies = [body(round_ * 10 + i) for i in range(6)]
-            with ThreadPoolExecutor(6) as pool:
-                responses = list(
-                    pool.map(lambda b: client.post(cramped.url() + "/v1/traces", content=b, headers=PROTOBUF), bodies)
-                )
-            acknowledged += 800 * sum(r.status_code == 200 for r in responses)
-            refused += [r for r in responses if r.status_code != 200]
-            if refused:
-                break
+        acknowledged, refused = post_until_refused(client, cramped, service_name)
         exposition = client.get(cramped.url() + "/metrics").text
     assert refused, "six concurrent requests never met a busy writer"
     assert {r.status_code for r in refused} == {503}
@@ -128,7 +100,7 @@ def test_requests_over_the_limit_get_503_before_their_body_and_the_acknowledged_
     assert 'correlator_ingest_refusals_total{bound="memory"}' in exposition
     assert "process_resident_memory_bytes" in exposition
     assert acknowledged
-    assert _count(cramped, service_name) == acknowledged
+    assert count_spans(cramped, service_name) == acknowledged
 
 
 def test_malloc_arenas_are_left_alone_when_the_operator_set_them(monkeypatch: pytest.MonkeyPatch) -> None:
