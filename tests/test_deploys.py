@@ -3,6 +3,8 @@ found in telemetry sent through the real OpenTelemetry SDK."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,6 +18,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind
 
 from correlator.api.server import Server
+from correlator.store import records as store_records
 
 NOW = datetime.now(UTC).replace(second=0, microsecond=0)
 
@@ -236,3 +239,43 @@ def test_an_explicit_deploy_covers_its_telemetry(server: Server, api: httpx.Clie
     )
     after = deploys_of(api, service_name)
     assert [(d["deploy_id"], d["previous_version"]) for d in after] == [("argo-77", None), ("ci-5.1", "5.0")]
+
+
+def test_reads_reconcile_only_after_the_store_took_a_write(
+    server: Server, api: httpx.Client, service_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert server.state is not None
+    deploys, store = server.state.deploys, server.state.store
+    looked: list[datetime] = []
+    this_thread = threading.current_thread()
+    real = store_records.services_with_new_versions
+
+    def counted(*args: Any) -> list[tuple[str, str]]:
+        if threading.current_thread() is this_thread:  # not the background reconciler's calls
+            looked.append(args[1])
+        return real(*args)
+
+    monkeypatch.setattr(store_records, "services_with_new_versions", counted)
+    # A reconcile that found pairs wrote their runs: the next one looks again, until a pass writes nothing
+    # (telemetry inserted within RECONCILE_OVERLAP of the last pass is looked at again).
+    deadline = time.monotonic() + 30
+    writes = store.writes
+    deploys.reconcile()
+    while store.writes != writes and time.monotonic() < deadline:
+        time.sleep(0.5)
+        writes = store.writes
+        deploys.reconcile()
+    assert store.writes == writes, "reconciling kept writing"
+    settled = len(looked)
+    for _ in range(3):
+        deploys.reconcile()
+    assert len(looked) == settled, "reconciled again without a write in between"
+
+    send_spans(server, service_name, {"service.version": "7.0"}, [NOW - timedelta(minutes=5)])
+    assert store.writes is not None
+    assert writes is not None
+    assert store.writes > writes
+    deploys.reconcile()
+    assert len(looked) == settled + 1, "a write in between, yet no reconcile"
+    [deploy] = deploys_of(api, service_name)
+    assert (deploy["version"], deploy["source"]) == ("7.0", "telemetry")

@@ -84,6 +84,7 @@ class Deploys:
         self._stamps = VersionStamps(now)
         self._lock = threading.RLock()
         self._reconciled_until = datetime(2000, 1, 1, tzinfo=UTC)
+        self._reconciled_writes: int | None = None
 
     def record(self, event: DeployEvent) -> RecordedDeploy:
         """Store a deploy event: create it, or merge it into the deploy with the same id."""
@@ -141,13 +142,21 @@ class Deploys:
         return store_records.list_deploys(self._store, wanted)
 
     def reconcile(self) -> int:
-        """Turn telemetry that arrived since the last call into implicit deploys; returns the pairs looked at."""
+        """Turn telemetry that arrived since the last call into implicit deploys; returns the pairs looked at.
+
+        Nothing to do when the store (an embedded one, which only this process writes) took no write since the
+        last call began: the reads that reconcile first then cost nothing.
+        """
         with self._lock:
+            writes = self._store.writes
+            if writes is not None and writes == self._reconciled_writes:
+                return 0
             checked_at = self._now()
             pairs = store_records.services_with_new_versions(self._store, self._reconciled_until - RECONCILE_OVERLAP)
             for service, environment in pairs:
                 self._reconcile_pair(service, environment)
             self._reconciled_until = checked_at
+            self._reconciled_writes = writes
             return len(pairs)
 
     def _reconcile_pair(self, service: str, environment: str) -> None:

@@ -100,11 +100,15 @@ def parse_trace_id(value: str) -> str:
 
 
 def trace_view(store: Store, trace_id: str) -> TraceView:
-    """One trace by id; 404 when the store has no span of it. Four reads, each bounded by the trace's time range,
-    two at a time: spans beside logs, then exemplars beside deploys (both need the services the first two found)."""
+    """One trace by id; 404 when the store has no span of it. The lookup table's range of the trace first, then
+    reads bounded by it, two at a time: spans beside logs, then exemplars beside deploys (both need the services
+    the first two found; the deploys of services that only logged need their logs' resources first)."""
     trace_id = parse_trace_id(trace_id)
-    logs_read = _BESIDE.submit(queries.trace_logs, store, trace_id)
-    rows = queries.trace_spans(store, trace_id)
+    starts = queries.trace_range(store, trace_id)
+    if starts is None:
+        raise NotFound(f"no trace with id {trace_id!r}")
+    logs_read = _BESIDE.submit(queries.trace_logs, store, trace_id, starts)
+    rows = queries.trace_spans(store, trace_id, starts)
     logs = logs_read.result()
     if not rows:
         raise NotFound(f"no trace with id {trace_id!r}")
@@ -122,14 +126,17 @@ def trace_view(store: Store, trace_id: str) -> TraceView:
             services.setdefault(span.service)
             key = (span.service, span.resource)
             resources[key] = min(span.start_ns, resources.get(key, span.start_ns))
-    # A service that only logged in this trace: its logs' resource says what it ran.
-    for log in logs:
-        if log.service is not None and log.service not in services:
-            key = (log.service, log.resource)
-            resources[key] = min(log.timestamp_ns, resources.get(key, log.timestamp_ns))
-    services.update((log.service, None) for log in logs if log.service is not None)
+    only_logged = list(
+        dict.fromkeys(log.service for log in logs if log.service is not None and log.service not in services)
+    )
+    services.update((service, None) for service in only_logged)
 
     exemplars_read = _BESIDE.submit(queries.trace_exemplars, store, trace_id, within, list(services))
+    # A service that only logged in this trace: its logs' resource says what it ran (read only then).
+    for service, resource, first_ns in sorted(
+        queries.trace_log_resources(store, trace_id, starts, only_logged), key=lambda found: (found[2], found[0])
+    ):
+        resources[(service, resource)] = first_ns
     deploys = _deploys(store, resources)
     exemplars = exemplars_read.result()
     return TraceView(

@@ -75,6 +75,11 @@ def lock_holder(data_dir: Path) -> int | None:
     return None
 
 
+# Writing calls per embedded data directory, for Store.writes (one engine per process holds a directory).
+_WRITES: dict[Path, int] = {}
+_WRITES_LOCK = threading.Lock()
+
+
 class Store:
     """A handle on the ClickHouse store; each thread gets its own client (chDB serializes calls per client)."""
 
@@ -129,10 +134,34 @@ class Store:
             template = template.replace(f"${placeholder}", self.table(table))
         return template
 
+    @property
+    def writes(self) -> int | None:
+        """How many writing calls went to this store from this process; None for a server, which other processes
+        may write to.
+
+        An embedded store is this process's alone (chDB's lock), so an unchanged count means unchanged data:
+        readers that derive state from the data can skip work. Handles on the same directory share the count.
+        """
+        data_dir = self.config.embedded_dir
+        if data_dir is None:
+            return None
+        with _WRITES_LOCK:
+            return _WRITES.get(data_dir, 0)
+
+    def _wrote(self) -> None:
+        # Counted after the write returned: whoever reads the count next can see the rows.
+        data_dir = self.config.embedded_dir
+        if data_dir is not None:
+            with _WRITES_LOCK:
+                _WRITES[data_dir] = _WRITES.get(data_dir, 0) + 1
+
     def command(self, sql: str, parameters: Mapping[str, Any] | None = None) -> Any:
         """Run a statement that returns no rows (DDL, INSERT ... SELECT)."""
-        with self._translate("a statement"):
-            return self._client().command(sql, parameters=dict(parameters or {}))
+        try:
+            with self._translate("a statement"):
+                return self._client().command(sql, parameters=dict(parameters or {}))
+        finally:
+            self._wrote()
 
     def rows(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
         """Run a query and return its rows as tuples."""
@@ -141,14 +170,17 @@ class Store:
 
     def insert_columns(self, table: str, column_names: Sequence[str], columns: Sequence[Sequence[Any]]) -> None:
         """Insert one columnar block into a table of the store's database."""
-        with self._translate(f"an insert into {table}"):
-            self._client().insert(
-                table,
-                list(columns),
-                column_names=list(column_names),
-                database=self.config.database,
-                column_oriented=True,
-            )
+        try:
+            with self._translate(f"an insert into {table}"):
+                self._client().insert(
+                    table,
+                    list(columns),
+                    column_names=list(column_names),
+                    database=self.config.database,
+                    column_oriented=True,
+                )
+        finally:
+            self._wrote()
 
     @property
     def parses_otlp(self) -> bool:
@@ -168,15 +200,19 @@ class Store:
         """
         if self._workdir is None:
             self._workdir = Path(tempfile.mkdtemp(prefix="correlator-ingest-"))
+        if signal not in ("traces", "logs", "metrics"):
+            raise BadRequest(f"the engine cannot parse {signal!r} bodies")
         client, database, workdir, names = self._client(), self.config.database, self._workdir, dict(tables or {})
-        with self._translate(f"an engine-side insert of {signal}"):
-            if signal == "traces":
-                return insert_traces_native(client, database, bodies, workdir, table=names.get(signal, "otel_traces"))
-            if signal == "logs":
-                return insert_logs_native(client, database, bodies, workdir, table=names.get(signal, "otel_logs"))
-            if signal == "metrics":
-                return insert_metrics_native(client, database, bodies, workdir, tables=names)
-        raise BadRequest(f"the engine cannot parse {signal!r} bodies")
+        try:
+            with self._translate(f"an engine-side insert of {signal}"):
+                if signal == "metrics":
+                    return insert_metrics_native(client, database, bodies, workdir, tables=names)
+                if signal == "logs":
+                    return insert_logs_native(client, database, bodies, workdir, table=names.get(signal, "otel_logs"))
+                traces = names.get(signal, "otel_traces")
+                return insert_traces_native(client, database, bodies, workdir, table=traces)
+        finally:
+            self._wrote()
 
     def close(self) -> None:
         """Close every client this store opened; the embedded engine lets go of its directory."""

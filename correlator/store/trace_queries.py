@@ -1,8 +1,8 @@
 """Reads behind the trace view: a trace's spans, its logs, its exemplars, and the deploys its services may have run.
 
-The spans are read in the time range the lookup table gives (SCHEMA.md, otel_traces_trace_id_ts), so partition
-and min-max pruning apply before the TraceId bloom filter does; the logs read takes its range from the same
-lookup, the later reads from the spans.
+The spans and the logs are read in the time range the lookup table gives (SCHEMA.md, otel_traces_trace_id_ts),
+so partition and min-max pruning apply before the TraceId bloom filters do; the later reads take theirs from
+the spans.
 Reads return plain columns and leave small conversions (empty to None, picking resource keys) to Python: on a
 large store each extra map subscript costs the engine more than the whole map.
 """
@@ -118,7 +118,6 @@ class LogRow:
     body: str | None
     span_id: str | None
     attributes: dict[str, str]
-    resource: ResourceDeploy
 
 
 @dataclass(frozen=True)
@@ -143,34 +142,42 @@ class DeployCandidate:
     started_at: datetime
 
 
-SPAN_RANGE = "WITH (SELECT (min(Start), max(End) + 1) FROM {lookup} WHERE TraceId = {{trace_id:String}}) AS span_range"
-"""The seconds of a trace's first and last span start from the lookup table (SCHEMA.md, otel_traces_trace_id_ts),
-as `span_range`: both the spans read and the logs read bound themselves by it."""
+LOOKUP_RANGE = """
+SELECT min(Start), max(End) FROM $lookup WHERE TraceId = {trace_id:String} HAVING count() > 0
+"""
+"""The seconds of a trace's first and last span start, from the lookup table (SCHEMA.md, otel_traces_trace_id_ts)."""
 
-SPANS = (
-    SPAN_RANGE
-    + """
+
+def trace_range(store: Store, trace_id: str) -> TraceRange | None:
+    """Where the lookup table puts a trace's span starts, whole seconds (the last one included); None when it has
+    no rows of the trace.
+
+    The spans read and the logs read both bound themselves by it, so that partition and min-max pruning apply
+    before the TraceId bloom filters do.
+    """
+    rows = store.rows(store.sql(LOOKUP_RANGE, lookup=TRACE_ID_TS), {"trace_id": trace_id})
+    if not rows:
+        return None
+    first, last = rows[0]
+    return TraceRange(_utc(first), _utc(last) + timedelta(seconds=1))
+
+
+SPANS = """
 SELECT SpanId, ParentSpanId, ServiceName, SpanName, {kind}, toUnixTimestamp64Nano(Timestamp), Duration, {status},
     StatusMessage, SpanAttributes, Events.Timestamp, Events.Name, Events.Attributes, {resource}
 FROM {traces}
-WHERE TraceId = {{trace_id:String}} AND Timestamp >= span_range.1 AND Timestamp <= span_range.2
+WHERE TraceId = {{trace_id:String}}
+    AND Timestamp >= {{since:DateTime64(9, 'UTC')}} AND Timestamp <= {{until:DateTime64(9, 'UTC')}}
 ORDER BY Timestamp, SpanId
 """
-)
-"""A trace's spans, oldest first. The lookup gives whole seconds of the first and last span start, hence
-the extra second; without lookup rows the range is the epoch's first second, which holds no span."""
+"""A trace's spans in a range, oldest first."""
 
 
-def trace_spans(store: Store, trace_id: str) -> list[SpanRow]:
-    """A trace's spans, oldest first; empty when the store has none."""
-    sql = SPANS.format(
-        lookup=store.table(TRACE_ID_TS),
-        traces=store.table(TRACES),
-        kind=KIND_OUT,
-        status=STATUS_OUT,
-        resource=RESOURCE_DEPLOY,
-    )
-    rows = store.rows(sql, {"trace_id": trace_id, "deploy_keys": list(DEPLOY_KEYS)})
+def trace_spans(store: Store, trace_id: str, within: TraceRange) -> list[SpanRow]:
+    """A trace's spans in the range the lookup table gives (trace_range), oldest first."""
+    sql = SPANS.format(traces=store.table(TRACES), kind=KIND_OUT, status=STATUS_OUT, resource=RESOURCE_DEPLOY)
+    parameters = {"trace_id": trace_id, "since": within.since, "until": within.until, "deploy_keys": list(DEPLOY_KEYS)}
+    rows = store.rows(sql, parameters)
     spans = []
     for row in rows:
         span_id, parent, service, name, kind, start_ns, duration_ns, status, message, attributes = row[:10]
@@ -195,31 +202,26 @@ def trace_spans(store: Store, trace_id: str) -> list[SpanRow]:
     return spans
 
 
-LOGS_OF_TRACE = (
-    SPAN_RANGE
-    + """
-SELECT toUnixTimestamp64Nano(Timestamp), ServiceName, SeverityText, SeverityNumber, Body, SpanId, LogAttributes,
-    {resource}
-FROM {logs}
-WHERE TraceId = {{trace_id:String}}
-    AND Timestamp >= span_range.1 - {{slack_s:UInt32}} AND Timestamp <= span_range.2 + {{slack_s:UInt32}}
+LOGS_OF_TRACE = """
+SELECT toUnixTimestamp64Nano(Timestamp), ServiceName, SeverityText, SeverityNumber, Body, SpanId, LogAttributes
+FROM $logs
+WHERE TraceId = {trace_id:String}
+    AND Timestamp >= {since:DateTime64(9, 'UTC')} AND Timestamp <= {until:DateTime64(9, 'UTC')}
 ORDER BY Timestamp, SpanId
 """
-)
-"""The log records of a trace within a slack of its spans' starts as the lookup table has them, oldest first."""
+"""The log records of a trace in a range, oldest first. Without their resources: the spans' resources say what
+each service ran, and reading a map column costs a third of this read (LOG_RESOURCES reads them when needed)."""
 
 
-def trace_logs(store: Store, trace_id: str) -> list[LogRow]:
-    """A trace's log records within LOG_SLACK of its spans, oldest first.
+def _log_range(trace_id: str, spans: TraceRange) -> dict[str, Any]:
+    return {"trace_id": trace_id, "since": spans.since - LOG_SLACK, "until": spans.until + LOG_SLACK}
 
-    The spans' range comes from the lookup table, not from the spans read, so this read can run beside that one.
+
+def trace_logs(store: Store, trace_id: str, spans: TraceRange) -> list[LogRow]:
+    """A trace's log records within LOG_SLACK of its span starts as the lookup table gives them, oldest first.
+
+    The range comes from the lookup table, not from the spans read, so this read can run beside that one.
     """
-    sql = LOGS_OF_TRACE.format(lookup=store.table(TRACE_ID_TS), logs=store.table(LOGS), resource=RESOURCE_DEPLOY)
-    parameters = {
-        "trace_id": trace_id,
-        "slack_s": int(LOG_SLACK.total_seconds()),
-        "deploy_keys": list(DEPLOY_KEYS),
-    }
     return [
         LogRow(
             timestamp_ns=int(ns),
@@ -229,11 +231,37 @@ def trace_logs(store: Store, trace_id: str) -> list[LogRow]:
             body=_text(body),
             span_id=_text(span_id),
             attributes=attributes,
-            resource=ResourceDeploy.of(resource),
         )
-        for ns, service, severity_text, severity_number, body, span_id, attributes, resource in store.rows(
-            sql, parameters
+        for ns, service, severity_text, severity_number, body, span_id, attributes in store.rows(
+            store.sql(LOGS_OF_TRACE, logs=LOGS), _log_range(trace_id, spans)
         )
+    ]
+
+
+LOG_RESOURCES = (
+    "SELECT ServiceName, "
+    + RESOURCE_DEPLOY
+    + """ AS resource, min(toUnixTimestamp64Nano(Timestamp))
+FROM $logs
+WHERE TraceId = {trace_id:String} AND ServiceName IN {services:Array(String)}
+    AND Timestamp >= {since:DateTime64(9, 'UTC')} AND Timestamp <= {until:DateTime64(9, 'UTC')}
+GROUP BY ServiceName, resource
+"""
+)
+"""What the log records of some services of a trace say about their deploys, with when each resource first shows."""
+
+
+def trace_log_resources(
+    store: Store, trace_id: str, spans: TraceRange, services: Sequence[str]
+) -> list[tuple[str, ResourceDeploy, int]]:
+    """(service, resource, first nanosecond) of the log records of some services of a trace: for the services
+    that only logged in it, whose spans cannot say what they ran."""
+    if not services:
+        return []
+    parameters = {**_log_range(trace_id, spans), "services": list(services), "deploy_keys": list(DEPLOY_KEYS)}
+    return [
+        (str(service), ResourceDeploy.of(resource), int(first_ns))
+        for service, resource, first_ns in store.rows(store.sql(LOG_RESOURCES, logs=LOGS), parameters)
     ]
 
 
