@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 
+from correlator.store.client import ingest_workdir_root
 from correlator.store.migrate import LATEST_VERSION
 from tests.factories import span, traces_request
 from tests.processes import correlator_command, spawn_serve, stored_rows
@@ -74,16 +75,25 @@ def test_acknowledged_records_survive_sigterm_sigkill_and_restart(tmp_path: Path
         acknowledged += sum(1 for f in futures if f.result() == 200) * 200
     assert acknowledged > 0
 
-    child = spawn_serve(data_dir)
+    # Every batch through the engine from here on, which reads the bodies from files beside the store.
+    engine_path = {"CORRELATOR_ENGINE_PARSING_MIN_RECORDS": "0"}
+    child = spawn_serve(data_dir, env=engine_path)
     assert stored_rows(child, "otel_traces") >= acknowledged
     stored_before_kill = stored_rows(child, "otel_traces")
     # SIGKILL right after acknowledgements: nothing acknowledged may be lost.
     for i in range(100, 110):
         assert send(i) == 200
+    killed = child.process.pid
     child.stop(signal.SIGKILL)
+    # The killed server's folder of bodies for the engine stays behind it (a clean stop removes its own)...
+    workdirs = ingest_workdir_root(data_dir)
+    assert [p.name.split("-")[0] for p in workdirs.iterdir()] == [str(killed)]
 
-    child = spawn_serve(data_dir)
+    child = spawn_serve(data_dir, env=engine_path)
     try:
         assert stored_rows(child, "otel_traces") == stored_before_kill + 10 * 200
+        # ...until the next opener of the store clears it.
+        assert all(not p.name.startswith(f"{killed}-") for p in workdirs.iterdir())
     finally:
         child.stop()
+    assert list(workdirs.iterdir()) == []

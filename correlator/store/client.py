@@ -75,6 +75,22 @@ def lock_holder(data_dir: Path) -> int | None:
     return None
 
 
+def ingest_workdir_root(data_dir: Path) -> Path:
+    """Where the engine-side ingest of an embedded store writes request bodies for the engine to read: beside the
+    data directory, one folder per process (`<pid>-...`), so that what a killed process left is cleared by the
+    next opener of the store instead of piling up in /tmp."""
+    return data_dir.parent / f"{data_dir.name}-ingest"
+
+
+def _clear_left_workdirs(data_dir: Path) -> None:
+    # The caller holds the store: no other process writes there, and this process's own folders stay.
+    root = ingest_workdir_root(data_dir)
+    if root.is_dir():
+        for left in root.iterdir():
+            if not left.name.startswith(f"{os.getpid()}-"):
+                shutil.rmtree(left, ignore_errors=True)
+
+
 # Writing calls per embedded data directory, for Store.writes (one engine per process holds a directory).
 _WRITES: dict[Path, int] = {}
 _WRITES_LOCK = threading.Lock()
@@ -97,6 +113,8 @@ class Store:
             if holder is not None and holder != os.getpid():
                 raise StoreLocked(str(data_dir), holder if holder > 0 else None)
         self._client()  # open now, so that a bad DSN or a held store fails at start, not on first use
+        if data_dir is not None:
+            _clear_left_workdirs(data_dir)
 
     def _client(self) -> Any:
         client = getattr(self._local, "client", None)
@@ -198,10 +216,15 @@ class Store:
         bodies must have been decoded once by the protobuf runtime (upb), as the ingest path does: it refuses
         invalid UTF-8 in strings, so the engine does not check that again.
         """
-        if self._workdir is None:
-            self._workdir = Path(tempfile.mkdtemp(prefix="correlator-ingest-"))
+        data_dir = self.config.embedded_dir
+        if data_dir is None:
+            raise BadRequest("only an embedded store parses OTLP bodies itself (it reads them from local files)")
         if signal not in ("traces", "logs", "metrics"):
             raise BadRequest(f"the engine cannot parse {signal!r} bodies")
+        if self._workdir is None:
+            root = ingest_workdir_root(data_dir)
+            root.mkdir(parents=True, exist_ok=True)
+            self._workdir = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=root))
         client, database, workdir, names = self._client(), self.config.database, self._workdir, dict(tables or {})
         try:
             with self._translate(f"an engine-side insert of {signal}"):
