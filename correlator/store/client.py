@@ -79,7 +79,12 @@ def ingest_workdir_root(data_dir: Path) -> Path:
     """Where the engine-side ingest of an embedded store writes request bodies for the engine to read: beside the
     data directory, one folder per process (`<pid>-...`), so that what a killed process left is cleared by the
     next opener of the store instead of piling up in /tmp."""
-    return data_dir.parent / f"{data_dir.name}-ingest"
+    return data_dir.with_name(data_dir.name + "-ingest")
+
+
+def _workdir_prefix() -> str:
+    """This process's folders under ingest_workdir_root start with its pid."""
+    return str(os.getpid()) + "-"
 
 
 def _clear_left_workdirs(data_dir: Path) -> None:
@@ -87,7 +92,7 @@ def _clear_left_workdirs(data_dir: Path) -> None:
     root = ingest_workdir_root(data_dir)
     if root.is_dir():
         for left in root.iterdir():
-            if not left.name.startswith(f"{os.getpid()}-"):
+            if not left.name.startswith(_workdir_prefix()):
                 shutil.rmtree(left, ignore_errors=True)
 
 
@@ -224,7 +229,7 @@ class Store:
         if self._workdir is None:
             root = ingest_workdir_root(data_dir)
             root.mkdir(parents=True, exist_ok=True)
-            self._workdir = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=root))
+            self._workdir = Path(tempfile.mkdtemp(prefix=_workdir_prefix(), dir=root))
         client, database, workdir, names = self._client(), self.config.database, self._workdir, dict(tables or {})
         try:
             with self._translate(f"an engine-side insert of {signal}"):
