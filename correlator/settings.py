@@ -43,8 +43,8 @@ class Settings(BaseSettings):
     # ... and refuses work it expects to store later than this (queued records over the measured write rate):
     # under common exporter deadlines (10 s in the OpenTelemetry SDKs), so what it admits is stored in time.
     queue_max_wait_s: float = 3.0
-    # The resident memory the server stays under: above a share of it (HIGH_WATER in service/memory.py) OTLP
-    # requests get 503 until inserts have freed memory. 0: no limit.
+    # The resident memory the server stays under: above its high-water mark (the limit less RESERVE_BYTES of
+    # service/memory.py, or half the limit) OTLP requests get 503 until inserts have freed memory. 0: no limit.
     memory_limit_mib: int = 2048
     # How long a request may wait for its records to be stored before the writer is declared stuck.
     write_timeout_s: float = 30.0

@@ -110,7 +110,8 @@ class Store:
         self._workdir: Path | None = None
         self._clients: list[Any] = []
         self._clients_lock = threading.Lock()
-        data_dir = config.embedded_dir
+        # Parsed from the DSN once: every write consults it (Store.writes).
+        self._data_dir = data_dir = config.embedded_dir
         if data_dir is not None:
             data_dir.mkdir(parents=True, exist_ok=True)
             holder = lock_holder(data_dir)
@@ -127,7 +128,7 @@ class Store:
             try:
                 client = clickhouse_connect.get_client(dsn=self.config.dsn, settings=SESSION_SETTINGS)
             except ClickHouseError as e:
-                data_dir = self.config.embedded_dir
+                data_dir = self._data_dir
                 if data_dir is not None and (holder := lock_holder(data_dir)) is not None:
                     raise StoreLocked(str(data_dir), holder if holder > 0 else None) from e
                 raise StoreUnavailable(f"cannot open the store {self.config.describe()}: {e}") from e
@@ -165,18 +166,16 @@ class Store:
         An embedded store is this process's alone (chDB's lock), so an unchanged count means unchanged data:
         readers that derive state from the data can skip work. Handles on the same directory share the count.
         """
-        data_dir = self.config.embedded_dir
-        if data_dir is None:
+        if self._data_dir is None:
             return None
         with _WRITES_LOCK:
-            return _WRITES.get(data_dir, 0)
+            return _WRITES.get(self._data_dir, 0)
 
     def _wrote(self) -> None:
         # Counted after the write returned: whoever reads the count next can see the rows.
-        data_dir = self.config.embedded_dir
-        if data_dir is not None:
+        if self._data_dir is not None:
             with _WRITES_LOCK:
-                _WRITES[data_dir] = _WRITES.get(data_dir, 0) + 1
+                _WRITES[self._data_dir] = _WRITES.get(self._data_dir, 0) + 1
 
     def command(self, sql: str, parameters: Mapping[str, Any] | None = None) -> Any:
         """Run a statement that returns no rows (DDL, INSERT ... SELECT)."""
@@ -208,7 +207,7 @@ class Store:
     @property
     def parses_otlp(self) -> bool:
         """True when the engine can parse OTLP bodies itself (it reads them from local files: embedded only)."""
-        return self.config.embedded_dir is not None
+        return self._data_dir is not None
 
     def insert_otlp(
         self, signal: str, bodies: Sequence[bytes], tables: Mapping[str, str] | None = None
@@ -221,7 +220,7 @@ class Store:
         bodies must have been decoded once by the protobuf runtime (upb), as the ingest path does: it refuses
         invalid UTF-8 in strings, so the engine does not check that again.
         """
-        data_dir = self.config.embedded_dir
+        data_dir = self._data_dir
         if data_dir is None:
             raise BadRequest("only an embedded store parses OTLP bodies itself (it reads them from local files)")
         if signal not in ("traces", "logs", "metrics"):
