@@ -15,6 +15,9 @@ The 1-hour reads (service list, one service, topology) ask for the last hour of 
 data ends when generation started, and "the last hour" by the wall clock would empty as the benchmark runs.
 Deploy impact and the incident view run with the real clock, as they would minutes after the data arrived.
 
+The deploys reconcile pass runs after three new spans of every service were inserted (untimed); its baseline reads
+every minute of the version minutes of the services with new telemetry, as a pass without checkpoints would.
+
 The incident view recomputes its analysis on every read here: the module constant REFRESH_EVERY (15 s) is set to
 0 for this process, so GET /api/v1/incidents/{id} and IncidentAnalyses.detail take their recomputing path.
 """
@@ -33,7 +36,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +107,22 @@ WHERE {IS_REQUEST}
     AND Timestamp < {{opened:DateTime64(9, 'UTC')}} + INTERVAL 35 MINUTE
     AND Timestamp >= deploy.started_at - INTERVAL 30 MINUTE AND Timestamp < deploy.started_at + INTERVAL 30 MINUTE
 GROUP BY deploy.deploy_id, deploy.service
+"""
+
+# Which versions ran in which minutes, for every service with new telemetry: what a deploys reconcile pass read
+# before it kept checkpoints (docs/deploys-and-incidents.md, Implicit deploys).
+RECONCILE_BASELINE = """
+SELECT ServiceName, Environment, Version, DeploymentId, Minute, min(FirstSeen), max(LastSeen), sum(Records)
+FROM $version_minutes
+WHERE (ServiceName, Environment) IN (
+    SELECT ServiceName, Environment FROM $version_minutes WHERE InsertedAt >= {since:DateTime64(3, 'UTC')}
+)
+GROUP BY ServiceName, Environment, Version, DeploymentId, Minute
+"""
+# Telemetry arriving from every service: copies of three of its spans of the data's last ten minutes, stamped now.
+NEWS = """
+INSERT INTO $traces SELECT * REPLACE (now64(9) AS Timestamp) FROM $traces
+WHERE Timestamp >= {since:DateTime64(9, 'UTC')} LIMIT 3 BY ServiceName
 """
 
 
@@ -338,8 +357,20 @@ def build_cases(
     http: bool,
 ) -> list[Case]:
     def rows(template: str, **parameters: Any) -> list[tuple[Any, ...]]:
-        sql = store.sql(template, traces="otel_traces", lookup="otel_traces_trace_id_ts", deployments="deployments")
+        sql = store.sql(
+            template,
+            traces="otel_traces",
+            lookup="otel_traces_trace_id_ts",
+            deployments="deployments",
+            version_minutes="service_version_minutes",
+        )
         return store.rows(sql, parameters)
+
+    def news(_: int) -> datetime:
+        """New spans from every service; the time just before they were inserted."""
+        before = datetime.now(UTC) - timedelta(seconds=1)
+        store.command(store.sql(NEWS, traces="otel_traces"), {"since": plan.end - timedelta(minutes=10)})
+        return before
 
     def get(path: str) -> object:
         response = client.get(path)
@@ -408,6 +439,13 @@ def build_cases(
             maybe(lambda incident_id: get(f"/api/v1/incidents/{incident_id}")),
             lambda incident_id: rows(INCIDENT_BASELINE, opened=opened[incident_id]),
         ),
+        Case(
+            "deploys reconcile pass", "-", None,
+            news,
+            lambda _: state.deploys.reconcile(),
+            None,
+            lambda since: rows(RECONCILE_BASELINE, since=since),
+        ),
     ]  # fmt: skip
 
 
@@ -440,6 +478,8 @@ def show_samples(cases: list[Case]) -> None:
             )
         elif hasattr(answer, "red"):
             text = f"{answer.red.service}: {answer.red.status}, {answer.red.requests} requests"
+        elif isinstance(answer, int):
+            text = f"{answer} (service, environment) pairs reconciled"
         else:
             text = type(answer).__name__
         print(f"  {case.name}: {text}", flush=True)

@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind
 
 from correlator.api.server import Server
+from correlator.service.deploys import CHECKPOINT_LAG
 from correlator.store import records as store_records
 
 NOW = datetime.now(UTC).replace(second=0, microsecond=0)
@@ -250,7 +251,7 @@ def test_reads_reconcile_only_after_the_store_took_a_write(
     this_thread = threading.current_thread()
     real = store_records.services_with_new_versions
 
-    def counted(*args: Any) -> list[tuple[str, str]]:
+    def counted(*args: Any) -> list[tuple[str, str, datetime]]:
         if threading.current_thread() is this_thread:  # not the background reconciler's calls
             looked.append(args[1])
         return real(*args)
@@ -279,3 +280,47 @@ def test_reads_reconcile_only_after_the_store_took_a_write(
     assert len(looked) == settled + 1, "a write in between, yet no reconcile"
     [deploy] = deploys_of(api, service_name)
     assert (deploy["version"], deploy["source"]) == ("7.0", "telemetry")
+
+
+def test_passes_resume_from_their_checkpoint_and_still_find_the_rollback(
+    server: Server, api: httpx.Client, service_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each read below reconciles what arrived since the last pass; after the first, a pass reads only the
+    minutes from its checkpoint on (CHECKPOINT_LAG behind the latest), unless history older than that arrives."""
+    reads_from: list[datetime] = []
+    real = store_records.version_minutes
+
+    def spied(store: Any, first_seen_from: dict[tuple[str, str], datetime]) -> Any:
+        if (service_name, "production") in first_seen_from:
+            reads_from.append(first_seen_from[(service_name, "production")])
+        return real(store, first_seen_from)
+
+    monkeypatch.setattr(store_records, "version_minutes", spied)
+    t0 = NOW - timedelta(hours=5)
+    send_spans(server, service_name, {"service.version": "1.0"}, every(t0, 1, 30))
+    assert [d["version"] for d in deploys_of(api, service_name)] == ["1.0"]
+    send_spans(server, service_name, {"service.version": "1.1"}, every(t0 + timedelta(minutes=30), 1, 30))
+    assert [d["version"] for d in deploys_of(api, service_name)] == ["1.0", "1.1"]
+    send_spans(server, service_name, {"service.version": "1.0"}, every(t0 + timedelta(minutes=60), 1, 30))
+    deploys = deploys_of(api, service_name)
+    assert [(d["version"], d["is_rollback"]) for d in deploys] == [("1.0", False), ("1.1", False), ("1.0", True)]
+    assert deploys[1]["status"] == "rolled_back"
+    # Distinct starts, in order (a pass within RECONCILE_OVERLAP of an insert looks at the pair again): every
+    # minute, then from an hour before the latest minute of the first stage, then of the second.
+    assert list(dict.fromkeys(reads_from)) == [
+        store_records.EPOCH,
+        t0 + timedelta(minutes=29) - CHECKPOINT_LAG,
+        t0 + timedelta(minutes=59) - CHECKPOINT_LAG,
+    ]
+
+    # History from before the checkpoint: that pass reads every minute again, and the chain gains its start.
+    reads_from.clear()
+    send_spans(server, service_name, {"service.version": "0.9"}, every(t0 - timedelta(minutes=30), 1, 10))
+    deploys = deploys_of(api, service_name)
+    assert [(d["version"], d["is_rollback"]) for d in deploys] == [
+        ("0.9", False),
+        ("1.0", False),
+        ("1.1", False),
+        ("1.0", True),
+    ]
+    assert store_records.EPOCH in reads_from

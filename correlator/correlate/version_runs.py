@@ -12,20 +12,35 @@ from correlator.model import Deploy, VersionMinute, VersionRun
 RunKey = tuple[str, str]  # (version, deployment_id)
 
 
-def version_runs(minutes: Iterable[VersionMinute], *, min_gap: timedelta) -> list[VersionRun]:
+def version_runs(
+    minutes: Iterable[VersionMinute], *, min_gap: timedelta, before: Sequence[VersionRun] = ()
+) -> list[VersionRun]:
     """Group one service's minutes into runs per (environment, version, deployment.id), oldest first.
 
     A version seen again starts a new run only when another version was seen after its last sighting and it
     was absent for at least `min_gap`: a rolling update or a canary, where old and new interleave for a few
     minutes, stays one run each; a return after the new version took over is a new run (a rollback).
+
+    `before` resumes an earlier result: the runs of every minute first seen before a time, when `minutes` are
+    those first seen from that time on; the result is the same as from all the minutes at once.
     """
     runs: list[VersionRun] = []
     by_env: dict[str, list[VersionMinute]] = {}
+    earlier: dict[str, list[VersionRun]] = {}
     for minute in minutes:
         by_env.setdefault(minute.environment, []).append(minute)
-    for env_minutes in by_env.values():
+    for run in before:
+        by_env.setdefault(run.environment, [])
+        earlier.setdefault(run.environment, []).append(run)
+    for env, env_minutes in by_env.items():
         open_runs: dict[RunKey, VersionRun] = {}
         latest_sighting: dict[RunKey, datetime] = {}
+        for run in sorted(earlier.get(env, ()), key=lambda r: r.first_seen):
+            key = (run.version, run.deployment_id)
+            if key in open_runs:
+                runs.append(open_runs[key])
+            open_runs[key] = run
+            latest_sighting[key] = run.last_seen
         for minute in sorted(env_minutes, key=lambda m: (m.first_seen, m.version, m.deployment_id)):
             key = (minute.version, minute.deployment_id)
             current = open_runs.get(key)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -18,11 +19,22 @@ from correlator.service.clock import Now, VersionStamps, utc_now
 from correlator.service.impact import impact_of
 from correlator.store import Store
 from correlator.store import records as store_records
-from correlator.store.records import DeployFilter
+from correlator.store.records import DeployFilter, Pair
 
 DEFAULT_ENVIRONMENT = "production"
 # Look back a little past the previous reconcile: insertion stamps of concurrent inserts may interleave.
 RECONCILE_OVERLAP = timedelta(seconds=5)
+# A pass resumes a pair's runs from a checkpoint this far behind its latest minute: telemetry arriving later than
+# that for an earlier minute makes that pair read all its minutes again.
+CHECKPOINT_LAG = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class _Checkpoint:
+    """The runs of one (service, environment) from every minute first seen before `at`."""
+
+    at: datetime
+    runs: list[VersionRun]
 
 
 @dataclass(frozen=True)
@@ -85,6 +97,9 @@ class Deploys:
         self._lock = threading.RLock()
         self._reconciled_until = datetime(2000, 1, 1, tzinfo=UTC)
         self._reconciled_writes: int | None = None
+        # Per (service, environment): where the next pass resumes its runs, and the run links the last one wrote.
+        self._checkpoints: dict[tuple[str, str], _Checkpoint] = {}
+        self._written_links: dict[tuple[str, str], set[tuple[VersionRun, str]]] = {}
 
     def record(self, event: DeployEvent) -> RecordedDeploy:
         """Store a deploy event: create it, or merge it into the deploy with the same id."""
@@ -120,7 +135,7 @@ class Deploys:
             else:
                 deploy = _merge(existing, event)
             store_records.write_deploys(self._store, [deploy], updated_at=self._stamps.next())
-            self._reconcile_pair(deploy.service, deploy.environment)
+            self._reconcile_pairs([(deploy.service, deploy.environment, None)])
         return RecordedDeploy(deploy_id, created=existing is None)
 
     def detail(self, deploy_id: str) -> tuple[Deploy, Impact]:
@@ -152,40 +167,75 @@ class Deploys:
             if writes is not None and writes == self._reconciled_writes:
                 return 0
             checked_at = self._now()
-            pairs = store_records.services_with_new_versions(self._store, self._reconciled_until - RECONCILE_OVERLAP)
-            for service, environment in pairs:
-                self._reconcile_pair(service, environment)
+            changes = store_records.services_with_new_versions(self._store, self._reconciled_until - RECONCILE_OVERLAP)
+            self._reconcile_pairs(changes)
             self._reconciled_until = checked_at
             self._reconciled_writes = writes
-            return len(pairs)
+            return len(changes)
 
-    def _reconcile_pair(self, service: str, environment: str) -> None:
-        """Rebuild one (service, environment): runs from telemetry, implicit deploys, then the linked chain."""
-        runs = version_runs(
-            store_records.version_minutes(self._store, service, environment), min_gap=self._rules.rollback_min_gap
-        )
-        stored = store_records.deploys_of(self._store, service, environment)
-        explicit = [d for d in stored if d.source != "telemetry"]
-        stored_implicit = {d.deploy_id: d for d in stored if d.source == "telemetry"}
-        wanted_implicit: dict[str, Deploy] = {}
-        run_links: list[tuple[VersionRun, str]] = []
+    def _runs_of(self, changes: Sequence[tuple[str, str, datetime | None]]) -> dict[Pair, Sequence[VersionRun]]:
+        """Each pair's runs: from every minute the first time (or after a change older than its checkpoint), then
+        from the checkpoint of the last pass and the minutes since, so a pass costs what arrived, not what is
+        retained. `changes`: (service, environment, earliest minute changed since the last pass, None for any)."""
+        origin = _Checkpoint(store_records.EPOCH, [])
+        resumed: dict[Pair, _Checkpoint] = {}
+        for service, environment, changed_from in changes:
+            checkpoint = self._checkpoints.get((service, environment))
+            if checkpoint is not None and changed_from is not None and changed_from >= checkpoint.at:
+                resumed[(service, environment)] = checkpoint
+        # Two reads: one of every minute of the pairs without a checkpoint, one of the minutes since for the rest.
+        anew = {(s, e): origin.at for s, e, _ in changes if (s, e) not in resumed}
+        minutes = store_records.version_minutes(self._store, anew)
+        minutes |= store_records.version_minutes(self._store, {pair: c.at for pair, c in resumed.items()})
+        min_gap = self._rules.rollback_min_gap
+        runs: dict[Pair, Sequence[VersionRun]] = {}
+        for pair, found in minutes.items():
+            checkpoint = resumed.get(pair, origin)
+            runs[pair] = version_runs(found, min_gap=min_gap, before=checkpoint.runs)
+            if found:
+                at = max(checkpoint.at, max(minute.first_seen for minute in found) - CHECKPOINT_LAG)
+                settled = [minute for minute in found if minute.first_seen < at]
+                self._checkpoints[pair] = _Checkpoint(
+                    at, version_runs(settled, min_gap=min_gap, before=checkpoint.runs)
+                )
+        return runs
+
+    def _reconcile_pairs(self, changes: Sequence[tuple[str, str, datetime | None]]) -> None:
+        """Rebuild (service, environment) pairs: runs from telemetry, implicit deploys, then the linked chains;
+        one read of deploys and one write of each kind for all of them."""
+        if not changes:
+            return
+        runs = self._runs_of(changes)
+        stored_by_pair = store_records.deploys_of_pairs(self._store, list(runs))
         now = self._now()
-        for run in runs:
-            cover = covering_deploy(run, explicit, before=self._rules.cover_before, after=self._rules.cover_after)
-            if cover is not None:
-                run_links.append((run, cover))
-                continue
-            deploy = implicit_deploy(run, now=now)
-            if deploy.deploy_id not in wanted_implicit:
-                previous = stored_implicit.get(deploy.deploy_id)
-                created = previous.created_at if previous is not None else now
-                wanted_implicit[deploy.deploy_id] = dataclasses.replace(deploy, created_at=created)
-            run_links.append((run, deploy.deploy_id))
+        stale: list[Deploy] = []
+        changed: list[Deploy] = []
+        new_links: list[tuple[VersionRun, str]] = []
+        for pair, pair_runs in runs.items():
+            stored = stored_by_pair[pair]
+            explicit = [d for d in stored if d.source != "telemetry"]
+            stored_implicit = {d.deploy_id: d for d in stored if d.source == "telemetry"}
+            wanted_implicit: dict[str, Deploy] = {}
+            run_links: list[tuple[VersionRun, str]] = []
+            for run in pair_runs:
+                cover = covering_deploy(run, explicit, before=self._rules.cover_before, after=self._rules.cover_after)
+                if cover is not None:
+                    run_links.append((run, cover))
+                    continue
+                deploy = implicit_deploy(run, now=now)
+                if deploy.deploy_id not in wanted_implicit:
+                    previous = stored_implicit.get(deploy.deploy_id)
+                    created = previous.created_at if previous is not None else now
+                    wanted_implicit[deploy.deploy_id] = dataclasses.replace(deploy, created_at=created)
+                run_links.append((run, deploy.deploy_id))
+            stale += [d for deploy_id, d in stored_implicit.items() if deploy_id not in wanted_implicit]
+            stored_by_id = {d.deploy_id: d for d in stored}
+            chain = link_deploys([*explicit, *wanted_implicit.values()])
+            changed += [d for d in chain if stored_by_id.get(d.deploy_id) != d]
+            written = self._written_links.get(pair, set())
+            new_links += [link for link in run_links if link not in written]
+            self._written_links[pair] = set(run_links)
         stamp = self._stamps.next()
-        stale = [d for deploy_id, d in stored_implicit.items() if deploy_id not in wanted_implicit]
         store_records.write_deploys(self._store, stale, updated_at=stamp, deleted=True)
-        stored_by_id = {d.deploy_id: d for d in stored}
-        chain = link_deploys([*explicit, *wanted_implicit.values()])
-        changed = [d for d in chain if stored_by_id.get(d.deploy_id) != d]
         store_records.write_deploys(self._store, changed, updated_at=stamp)
-        store_records.write_version_runs(self._store, run_links, updated_at=stamp)
+        store_records.write_version_runs(self._store, new_links, updated_at=stamp)

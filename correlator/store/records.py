@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +22,7 @@ from correlator.store.schema_platform import (
 
 _DEPLOY_FIELDS = tuple(f.name for f in dataclasses.fields(Deploy))
 _INCIDENT_FIELDS = tuple(f.name for f in dataclasses.fields(Incident))
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _utc(value: Any) -> Any:
@@ -68,10 +69,26 @@ def get_deploy(store: Store, deploy_id: str) -> Deploy | None:
     return _record(Deploy, _DEPLOY_FIELDS, rows[0]) if rows else None
 
 
+Pair = tuple[str, str]  # (service, environment)
+
+
+def deploys_of_pairs(store: Store, pairs: Sequence[Pair]) -> dict[Pair, list[Deploy]]:
+    """Every deploy of each (service, environment), oldest first: the chains rollbacks are found in."""
+    found: dict[Pair, list[Deploy]] = {pair: [] for pair in pairs}
+    if not pairs:
+        return found
+    sql = _select_deploys(
+        store, "(service, environment) IN {pairs:Array(Tuple(String, String))}", "ORDER BY started_at"
+    )
+    for row in store.rows(sql, {"pairs": list(pairs)}):
+        deploy = _record(Deploy, _DEPLOY_FIELDS, row)
+        found[(deploy.service, deploy.environment)].append(deploy)
+    return found
+
+
 def deploys_of(store: Store, service: str, environment: str) -> list[Deploy]:
-    """Every deploy of one (service, environment), oldest first: the chain rollbacks are found in."""
-    sql = _select_deploys(store, "service = {service:String} AND environment = {env:String}", "ORDER BY started_at")
-    return [_record(Deploy, _DEPLOY_FIELDS, row) for row in store.rows(sql, {"service": service, "env": environment})]
+    """Every deploy of one (service, environment), oldest first."""
+    return deploys_of_pairs(store, [(service, environment)])[(service, environment)]
 
 
 def list_deploys(store: Store, wanted: DeployFilter) -> list[Deploy]:
@@ -196,27 +213,37 @@ def record_delivery(store: Store, source: str, delivery_id: str, *, received_at:
     )
 
 
-def services_with_new_versions(store: Store, inserted_since: datetime) -> list[tuple[str, str]]:
-    """(service, environment) pairs whose version minutes changed since a time (of insertion, not telemetry)."""
+def services_with_new_versions(store: Store, inserted_since: datetime) -> list[tuple[str, str, datetime]]:
+    """(service, environment, earliest minute) of the version minutes that changed since a time (of insertion,
+    not telemetry: history arriving late counts from its own minute)."""
     sql = (
-        f"SELECT DISTINCT ServiceName, Environment FROM {store.table(SERVICE_VERSION_MINUTES)}"
-        " WHERE InsertedAt >= {since:DateTime64(3, 'UTC')} ORDER BY ServiceName, Environment"
+        f"SELECT ServiceName, Environment, min(Minute) FROM {store.table(SERVICE_VERSION_MINUTES)}"
+        " WHERE InsertedAt >= {since:DateTime64(3, 'UTC')}"
+        " GROUP BY ServiceName, Environment ORDER BY ServiceName, Environment"
     )
-    return [(str(s), str(e)) for s, e in store.rows(sql, {"since": inserted_since})]
+    return [(str(s), str(e), _utc(minute)) for s, e, minute in store.rows(sql, {"since": inserted_since})]
 
 
-def version_minutes(store: Store, service: str, environment: str) -> list[VersionMinute]:
-    """Every minute in which telemetry showed a version of one (service, environment), oldest first."""
+def version_minutes(store: Store, first_seen_from: Mapping[Pair, datetime]) -> dict[Pair, list[VersionMinute]]:
+    """The minutes in which telemetry showed a version of each (service, environment), oldest first, from the
+    time given for the pair on (`EPOCH`: every one)."""
+    found: dict[Pair, list[VersionMinute]] = {pair: [] for pair in first_seen_from}
+    if not first_seen_from:
+        return found
     sql = (
-        "SELECT ServiceName, Environment, Version, DeploymentId, anyLast(Revision), min(FirstSeen), max(LastSeen),"
-        f" sum(Records) FROM {store.table(SERVICE_VERSION_MINUTES)}"
-        " WHERE ServiceName = {service:String} AND Environment = {env:String}"
-        " GROUP BY ServiceName, Environment, Version, DeploymentId, Minute ORDER BY Minute"
+        "SELECT ServiceName, Environment, Version, DeploymentId, anyLast(Revision), min(FirstSeen) AS first,"
+        f" max(LastSeen), sum(Records) FROM {store.table(SERVICE_VERSION_MINUTES)}"
+        " WHERE (ServiceName, Environment) IN {pairs:Array(Tuple(String, String))}"
+        " AND Minute >= toStartOfMinute({from:DateTime64(9, 'UTC')})"
+        " GROUP BY ServiceName, Environment, Version, DeploymentId, Minute"
+        " HAVING first >= {from:DateTime64(9, 'UTC')} ORDER BY ServiceName, Environment, Minute"
     )
-    return [
-        VersionMinute(str(s), str(e), str(v), str(d), str(r), _utc(first), _utc(last), int(n))
-        for s, e, v, d, r, first, last, n in store.rows(sql, {"service": service, "env": environment})
-    ]
+    parameters = {"pairs": list(first_seen_from), "from": min(first_seen_from.values())}
+    for s, e, v, d, r, first, last, n in store.rows(sql, parameters):
+        minute = VersionMinute(str(s), str(e), str(v), str(d), str(r), _utc(first), _utc(last), int(n))
+        if minute.first_seen >= first_seen_from[(minute.service, minute.environment)]:
+            found[(minute.service, minute.environment)].append(minute)
+    return found
 
 
 _RUN_FIELDS = tuple(f.name for f in dataclasses.fields(VersionRun))
