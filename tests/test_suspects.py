@@ -172,3 +172,72 @@ def test_an_incident_open_for_weeks_reads_the_topology_around_its_impact_only(
     assert windows, "the analysis read no topology"
     rules = analysis.SuspectRules()
     assert max(windows) <= rules.lookback + analysis.RELATIONS_AFTER
+
+
+def test_a_refresh_adds_the_callers_failing_since_the_last_one_reading_only_since_then(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Failing callers are read from CALLS_SLACK before the last computation on and added to what it found."""
+    import correlator.service.analysis as analysis
+    from correlator.store import analysis_queries
+
+    assert server.state is not None
+    analyses = server.state.analyses
+    reads: list[datetime] = []
+    real = analysis_queries.failing_callers
+
+    def recording(store: Any, services: Any, since: datetime, until: datetime) -> list[str]:
+        reads.append(since)
+        return real(store, services, since, until)
+
+    monkeypatch.setattr(analysis_queries, "failing_callers", recording)
+    now = datetime.now(UTC).replace(microsecond=0)
+    shop, early = ServiceSim(server, "shop-calls"), ServiceSim(server, "early-calls")
+    for i in range(20):
+        early.call(now - timedelta(minutes=25, seconds=-10 * i), shop, 20, error=("Timeout", "shop timed out"))
+    early.close()
+    shop.close()
+    incident = declare(server, "shop-calls", now - timedelta(minutes=20))
+    first = analyses.stored([incident["incident_id"]])[incident["incident_id"]]
+    assert incident["affected_services"] == ["shop-calls", "early-calls"]
+    assert reads == [now - timedelta(minutes=20) - analysis.DEFAULT_IMPACT]  # no impact start: the half hour before
+
+    shop, late = ServiceSim(server, "shop-calls"), ServiceSim(server, "late-calls")
+    for i in range(5):
+        late.call(now - timedelta(seconds=30 - 5 * i), shop, 20, error=("Timeout", "shop timed out"))
+    late.close()
+    shop.close()
+    reads.clear()
+    monkeypatch.setattr(analysis, "REFRESH_EVERY", timedelta(0))
+    view = analyses.detail(incident["incident_id"])
+    assert view.analysis is not None
+    assert view.analysis.affected_services == ["shop-calls", "early-calls", "late-calls"]
+    assert reads == [first.computed_at - analysis.CALLS_SLACK]
+
+
+def test_the_background_refresh_comes_less_often_as_an_incident_ages() -> None:
+    from correlator.model import Incident, IncidentAnalysis
+    from correlator.service.analysis import _due
+
+    now = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+    def due(opened_ago: timedelta, computed_ago: timedelta, *, resolved: bool = False, frozen: bool = False) -> bool:
+        incident = Incident(
+            "i", "t", "svc", "resolved" if resolved else "open", "manual", now - opened_ago,
+            resolved_at=now - timedelta(minutes=1) if resolved else None,
+        )  # fmt: skip
+        analysis = IncidentAnalysis(
+            "i", "svc", None, "none", [], None, None, ["svc"], [], [], now - computed_ago, frozen
+        )
+        return _due(incident, analysis, now)
+
+    # Due at a sixtieth of the incident's age, and never more often than every 15 s.
+    assert due(timedelta(minutes=5), timedelta(seconds=15))
+    assert not due(timedelta(minutes=5), timedelta(seconds=14))
+    assert due(timedelta(hours=1), timedelta(minutes=1))
+    assert not due(timedelta(hours=1), timedelta(seconds=59))
+    assert due(timedelta(hours=10), timedelta(minutes=10))
+    assert not due(timedelta(hours=10), timedelta(minutes=9))
+    assert due(timedelta(hours=10), timedelta(seconds=15), resolved=True)  # resolved: every 15 s until frozen
+    assert not due(timedelta(hours=10), timedelta(hours=1), frozen=True)
+    assert _due(Incident("i", "t", "svc", "open", "manual", now), None, now)

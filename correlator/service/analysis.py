@@ -34,6 +34,12 @@ FREEZE_AFTER = timedelta(minutes=10)
 SCAN_BEFORE_OPEN = timedelta(hours=2)
 # Reads within this long of the last computation reuse it.
 REFRESH_EVERY = timedelta(seconds=15)
+# The background pass recomputes an active incident's analysis once it is older than this share of the incident's
+# age (and than REFRESH_EVERY): every 15 s in its first 15 minutes, every minute at one hour, ten at ten hours.
+BACKGROUND_AGE_SHARE = 1 / 60
+# Failing callers are read again from this long before the last computation (spans arrive late), then added to
+# the callers it found.
+CALLS_SLACK = timedelta(minutes=10)
 # The incident's own failing requests looked at when there is no impact start: the half hour before it opened.
 DEFAULT_IMPACT = timedelta(minutes=30)
 # Relations come from the topology up to the incident's end, but at most this long after the impact start: an
@@ -117,13 +123,17 @@ class IncidentAnalyses:
         now = self._now()
         if stored is not None and (stored.frozen or now - stored.computed_at < REFRESH_EVERY):
             return stored
+        return self._recompute(incident, now, stored)
+
+    def _recompute(self, incident: Incident, now: datetime, earlier: IncidentAnalysis | None) -> IncidentAnalysis:
         with self._lock:
-            analysis = self._compute(incident, now)
+            analysis = self._compute(incident, now, earlier)
             aq.write_analysis(self._store, analysis)
             return analysis
 
     def refresh(self) -> int:
-        """Recompute the analyses not yet frozen: active incidents and those resolved in the last 10 minutes."""
+        """Recompute the analyses not yet frozen: active incidents (less often as they age: BACKGROUND_AGE_SHARE)
+        and those resolved in the last 10 minutes. Returns how many were recomputed."""
         now = self._now()
         incidents = store_records.list_incidents(
             self._store, IncidentFilter(now - FREEZE_AFTER, now, statuses=ACTIVE_STATES, window=False, limit=1000)
@@ -135,12 +145,15 @@ class IncidentAnalyses:
             if i.resolved_at is not None and now - i.resolved_at < FREEZE_AFTER
         ]
         stored = self.stored([i.incident_id for i in incidents])
+        recomputed = 0
         for incident in incidents:
-            if not (incident.incident_id in stored and stored[incident.incident_id].frozen):
-                self.current(incident)
-        return len(incidents)
+            earlier = stored.get(incident.incident_id)
+            if _due(incident, earlier, now):
+                self._recompute(incident, now, earlier)
+                recomputed += 1
+        return recomputed
 
-    def _compute(self, incident: Incident, now: datetime) -> IncidentAnalysis:
+    def _compute(self, incident: Incident, now: datetime, earlier: IncidentAnalysis | None) -> IncidentAnalysis:
         store, service, opened = self._store, incident.service, incident.opened_at
         found = impact_start(aq.minutes(store, service, opened - SCAN_BEFORE_OPEN, opened), self._change_rules)
         anchor = found.at or opened
@@ -168,7 +181,7 @@ class IncidentAnalyses:
             for d in deploys
         ]
         suspects = score_suspects(service, candidates, anchor, found.at is not None, self._suspect_rules)
-        affected = [service, *aq.failing_callers(store, [service], impact_since, end)]
+        affected = [service, *self._failing_callers(service, impact_since, end, found.at, earlier)]
         top = suspects[0] if suspects else None
         frozen = incident.resolved_at is not None and now - incident.resolved_at >= FREEZE_AFTER
         return IncidentAnalysis(
@@ -189,6 +202,28 @@ class IncidentAnalyses:
             frozen=frozen,
         )
 
+    def _failing_callers(
+        self,
+        service: str,
+        impact_since: datetime,
+        end: datetime,
+        impact_at: datetime | None,
+        earlier: IncidentAnalysis | None,
+    ) -> list[str]:
+        """Callers whose calls into the service failed from the impact start on. While the impact start stays
+        what the last computation found, only the calls from CALLS_SLACK before that computation are read and their
+        callers added to the ones it found: an incident left open for days does not read days of calls on every
+        refresh."""
+        if (
+            earlier is None
+            or earlier.service != service
+            or earlier.impact_started_at != impact_at
+            or earlier.computed_at - CALLS_SLACK <= impact_since
+        ):
+            return aq.failing_callers(self._store, [service], impact_since, end)
+        found = aq.failing_callers(self._store, [service], earlier.computed_at - CALLS_SLACK, end)
+        return list(dict.fromkeys([*earlier.affected_services[1:], *found]))
+
     def _new_errors(
         self, deploy: Deploy, service: str, failing: set[tuple[str, str]], end: datetime
     ) -> tuple[ErrorCount, ...]:
@@ -208,6 +243,18 @@ class IncidentAnalyses:
             for side, t, m, n, first in errors.select("side", "type", "message", "count", "first_seen").iter_rows()
             if side == "after" and (t, m) not in before and (t, m) in failing and first - start <= delay
         )
+
+
+def _due(incident: Incident, analysis: IncidentAnalysis | None, now: datetime) -> bool:
+    """Whether the background pass recomputes an analysis (reads keep recomputing every REFRESH_EVERY)."""
+    if analysis is None:
+        return True
+    if analysis.frozen:
+        return False
+    every = REFRESH_EVERY
+    if incident.resolved_at is None:
+        every = max(every, (now - incident.opened_at) * BACKGROUND_AGE_SHARE)
+    return now - analysis.computed_at >= every
 
 
 def with_analysis(incident: Incident, analysis: IncidentAnalysis | None) -> Incident:
