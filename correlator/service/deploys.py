@@ -177,7 +177,7 @@ class Deploys:
         """Each pair's runs: from every minute the first time (or after a change older than its checkpoint), then
         from the checkpoint of the last pass and the minutes since, so a pass costs what arrived, not what is
         retained. `changes`: (service, environment, earliest minute changed since the last pass, None for any)."""
-        origin = _Checkpoint(store_records.EPOCH, [])
+        origin = _Checkpoint(store_records.EPOCH, [])  # before every minute
         resumed: dict[Pair, _Checkpoint] = {}
         for service, environment, changed_from in changes:
             checkpoint = self._checkpoints.get((service, environment))
@@ -211,6 +211,7 @@ class Deploys:
         stale: list[Deploy] = []
         changed: list[Deploy] = []
         new_links: list[tuple[VersionRun, str]] = []
+        links_by_pair: dict[Pair, set[tuple[VersionRun, str]]] = {}
         for pair, pair_runs in runs.items():
             stored = stored_by_pair[pair]
             explicit = [d for d in stored if d.source != "telemetry"]
@@ -234,8 +235,9 @@ class Deploys:
             changed += [d for d in chain if stored_by_id.get(d.deploy_id) != d]
             written = self._written_links.get(pair, set())
             new_links += [link for link in run_links if link not in written]
-            self._written_links[pair] = set(run_links)
+            links_by_pair[pair] = set(run_links)
         stamp = self._stamps.next()
         store_records.write_deploys(self._store, stale, updated_at=stamp, deleted=True)
         store_records.write_deploys(self._store, changed, updated_at=stamp)
         store_records.write_version_runs(self._store, new_links, updated_at=stamp)
+        self._written_links.update(links_by_pair)  # once written: a failed write is tried again next pass
