@@ -109,3 +109,31 @@ def test_malloc_arenas_are_left_alone_when_the_operator_set_them(monkeypatch: py
     if os.uname().sysname == "Linux" and os.confstr("CS_GNU_LIBC_VERSION"):
         monkeypatch.delenv("MALLOC_ARENA_MAX")
         assert limit_malloc_arenas(8) is True  # glibc's own default for this process's first arenas: harmless
+
+
+@pytest.mark.parametrize(
+    ("preset", "decay_ms"),
+    [pytest.param(None, 1000, id="default"), pytest.param("dirty_decay_ms:3000", 3000, id="operator's")],
+)
+def test_the_engine_allocator_returns_pages_after_a_second_unless_told_otherwise(
+    preset: str | None, decay_ms: int
+) -> None:
+    """The package sets JE_MALLOC_CONF before the engine loads (jemalloc reads it once); the engine's own
+    allocator statistics, read in a fresh interpreter through an embedded store, show what it took."""
+    import subprocess
+    import sys
+    import tempfile
+
+    env = {k: v for k, v in os.environ.items() if k != "JE_MALLOC_CONF"}
+    if preset is not None:
+        env["JE_MALLOC_CONF"] = preset
+    with tempfile.TemporaryDirectory() as data:
+        code = (
+            "import sys; from correlator.store import Store, StoreConfig; "
+            "print(Store(StoreConfig('chdb://' + sys.argv[1])).rows('SELECT * FROM system.jemalloc_stats')[0][0])"
+        )
+        shown = subprocess.run(
+            [sys.executable, "-c", code, data + "/data"], capture_output=True, text=True, env=env, timeout=120
+        )
+    assert shown.returncode == 0, shown.stderr
+    assert f"opt.dirty_decay_ms: {decay_ms} (arenas.dirty_decay_ms: {decay_ms})" in shown.stdout
