@@ -119,11 +119,12 @@ WHERE (ServiceName, Environment) IN (
 )
 GROUP BY ServiceName, Environment, Version, DeploymentId, Minute
 """
-# Telemetry arriving from every service: copies of three of its spans of the data's last ten minutes, stamped now.
-NEWS = """
-INSERT INTO $traces SELECT * REPLACE (now64(9) AS Timestamp) FROM $traces
-WHERE Timestamp >= {since:DateTime64(9, 'UTC')} LIMIT 3 BY ServiceName
+# Telemetry arriving from every service: copies of three of its spans of the data's last ten minutes (picked once
+# into a table of their own: picking them costs seconds), stamped now.
+NEWS_PICKED = """
+INSERT INTO $news SELECT * FROM $traces WHERE Timestamp >= {since:DateTime64(9, 'UTC')} LIMIT 3 BY ServiceName
 """
+NEWS = "INSERT INTO $traces SELECT * REPLACE (now64(9) AS Timestamp) FROM $news"
 
 
 def _status_kib(field: str) -> float:
@@ -371,8 +372,12 @@ def build_cases(
 
     def news(_: int) -> datetime:
         """New spans from every service; the time just before they were inserted."""
+        if not store.rows(store.sql("EXISTS TABLE $news", news="bench_news"))[0][0]:
+            store.command(store.sql("CREATE TABLE $news AS $traces", news="bench_news", traces="otel_traces"))
+            picked = store.sql(NEWS_PICKED, news="bench_news", traces="otel_traces")
+            store.command(picked, {"since": plan.end - timedelta(minutes=10)})
         before = datetime.now(UTC) - timedelta(seconds=1)
-        store.command(store.sql(NEWS, traces="otel_traces"), {"since": plan.end - timedelta(minutes=10)})
+        store.command(store.sql(NEWS, news="bench_news", traces="otel_traces"))
         return before
 
     def get(path: str) -> object:
