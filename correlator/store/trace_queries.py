@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from correlator.store.client import Store
+from correlator.store.records import EPOCH
 from correlator.store.schema_otel import LOGS, METRIC_TABLES, TRACE_ID_TS, TRACES
 from correlator.store.schema_platform import DEPLOYMENTS
 from correlator.store.telemetry_sql import KIND_OUT, STATUS_OUT
@@ -39,12 +40,10 @@ RESOURCE_DEPLOY = "mapFilter((k, v) -> has({deploy_keys:Array(String)}, k), Reso
 
 DEFAULT_ENVIRONMENT = "production"
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
 
 def from_ns(ns: int) -> datetime:
     """An aware UTC time from nanoseconds since the epoch (to the microsecond: what datetime holds)."""
-    return _EPOCH + timedelta(microseconds=ns // 1000)
+    return EPOCH + timedelta(microseconds=ns // 1000)
 
 
 def _utc(value: datetime) -> datetime:
