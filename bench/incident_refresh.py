@@ -5,8 +5,9 @@ Run: .venv/bin/python -m bench.incident_refresh DATA_DIR [--service api-3] [--ag
 DATA_DIR is a store with telemetry, for example the one `python -m bench.queries --keep` leaves (24 hours of 50
 services). For each age, an incident of `--service` opened that many hours before the store's latest span (not
 stored: the analysis is computed in this process) is analysed from nothing, then refreshed 20 s later from that
-result, as the background pass and reads do while it stays open. It prints the median ms of each and the store
-reads that took the most time, by the query function that made them.
+result, as the background pass and reads do while it stays open. It prints the median ms of each, the store
+reads that took the most time (by the query function that made them), and the ratio refresh / first: the
+computation from nothing is the baseline, measured in the same run.
 """
 
 from __future__ import annotations
@@ -54,7 +55,9 @@ def main(argv: list[str] | None = None) -> None:
     store.rows = timed_rows(store.rows)  # type: ignore[method-assign]
     analyses = IncidentAnalyses(store, Incidents(store), now=lambda: end)
 
-    def measure(label: str, incident: Incident, now: datetime, earlier: IncidentAnalysis | None) -> IncidentAnalysis:
+    def measure(
+        label: str, incident: Incident, now: datetime, earlier: IncidentAnalysis | None
+    ) -> tuple[IncidentAnalysis, float]:
         reads.clear()
         walls, result = [], None
         for _ in range(args.rounds):
@@ -65,13 +68,14 @@ def main(argv: list[str] | None = None) -> None:
         shown = ", ".join(f"{name} {statistics.median(ms):.0f}" for name, ms in slowest)
         print(f"{label}: {statistics.median(walls):6.0f} ms  (slowest reads, median ms: {shown})", flush=True)
         assert result is not None
-        return result
+        return result, statistics.median(walls)
 
     print(f"incident analyses of {args.service}, store's latest span {end:%Y-%m-%d %H:%M:%S} UTC")
     for hours in (float(h) for h in args.ages.split(",")):
         incident = Incident("bench", "bench", args.service, "open", "manual", end - timedelta(hours=hours))
-        first = measure(f"opened {hours:4.0f} h before, first  ", incident, end, None)
-        measure(f"opened {hours:4.0f} h before, refresh", incident, end + timedelta(seconds=20), first)
+        first, first_ms = measure(f"opened {hours:4.0f} h before, first  ", incident, end, None)
+        _, refresh_ms = measure(f"opened {hours:4.0f} h before, refresh", incident, end + timedelta(seconds=20), first)
+        print(f"opened {hours:4.0f} h before, ratio refresh / first: {refresh_ms / first_ms:.2f}")
     store.close()
 
 
