@@ -55,11 +55,9 @@ from correlator.store.telemetry_sql import IS_ERROR, IS_REQUEST
 HOUR = timedelta(hours=1)
 
 # The baselines: one query each, written as someone who knows the tables would ask the same question.
+# The trace's spans by id from the table ordered by trace id (migration 5), as the view reads them.
 TRACE_BASELINE = """
-WITH (SELECT (min(Start), max(End) + 1) FROM $lookup WHERE TraceId = {id:String}) AS span_range
-SELECT * FROM $traces
-WHERE TraceId = {id:String} AND Timestamp >= span_range.1 AND Timestamp <= span_range.2
-ORDER BY Timestamp
+SELECT * FROM $spans_by_trace WHERE TraceId = {id:String} ORDER BY Timestamp
 """
 RED_BASELINE = f"""
 SELECT ServiceName, count(), countIf({IS_ERROR}), quantiles(0.5, 0.95, 0.99)(Duration)
@@ -236,7 +234,8 @@ def wait_for_merges(store: Store, limit_s: float) -> float:
 def describe_store(store: Store) -> str:
     rows = store.rows(
         "SELECT table, sum(rows), count(), sum(data_compressed_bytes), sum(data_uncompressed_bytes) FROM system.parts"
-        " WHERE database = 'otel' AND active AND table IN ('otel_traces', 'otel_logs', 'otel_traces_trace_id_ts')"
+        " WHERE database = 'otel' AND active"
+        " AND table IN ('otel_traces', 'otel_logs', 'otel_traces_trace_id_ts', 'spans_by_trace')"
         " GROUP BY table ORDER BY table"
     )
     return "; ".join(
@@ -364,7 +363,7 @@ def build_cases(
         sql = store.sql(
             template,
             traces="otel_traces",
-            lookup="otel_traces_trace_id_ts",
+            spans_by_trace="spans_by_trace",
             deployments="deployments",
             version_minutes="service_version_minutes",
         )

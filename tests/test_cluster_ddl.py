@@ -25,6 +25,7 @@ EXPECTED_SHARDING = {
     "schema_migrations": "cityHash64(version)",
     "otel_traces": "cityHash64(TraceId)",
     "otel_traces_trace_id_ts": "cityHash64(TraceId)",
+    "spans_by_trace": "cityHash64(TraceId)",
     "otel_logs": "if(TraceId = '', rand64(), cityHash64(TraceId))",
     **{
         f"otel_metrics_{kind}": "cityHash64(ServiceName, MetricName, Attributes)"

@@ -17,7 +17,7 @@ from correlator.store import Store
 from correlator.store import analysis_queries as aq
 from correlator.store import health_queries as hq
 from correlator.store.ddl import InsertSelect
-from correlator.store.migrate import MIGRATIONS
+from correlator.store.schema_rollups import ROLLUP_TABLES
 from correlator.store.telemetry_sql import ERROR_SHAPE, ERROR_TYPE, IN_WINDOW, IS_ERROR, IS_REQUEST
 
 START = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=30)
@@ -145,7 +145,7 @@ def test_the_migration_copies_spans_stored_before_it(server: Server) -> None:
     store.command(
         store.sql(SPANS, traces="otel_traces"), {"start_ns": start_ns, "prefix": prefix, "first": 0, "count": 900}
     )
-    copies = [op for op in MIGRATIONS[-1].operations if isinstance(op, InsertSelect)]
+    copies = [op for op in ROLLUP_TABLES.operations if isinstance(op, InsertSelect)]
     assert {c.to_table for c in copies} == {
         "service_minutes",
         "service_hours",

@@ -79,6 +79,7 @@ ALLOWED: dict[tuple[str, str, str], str] = {
         "fills a constant column list (`TimeUnix, Count, BucketCounts`) into the constant template _POINTS_IN"
     ),
     ("trace_queries.py", "trace_spans", "SPANS.format"): _IDENTIFIERS_AND_CONSTANTS,
+    ("trace_queries.py", "trace_spans_in", "SPANS.format"): _IDENTIFIERS_AND_CONSTANTS,
     ("trace_queries.py", "deploy_candidates", "DEPLOY_CANDIDATES.format"): _IDENTIFIERS_AND_CONSTANTS,
 }
 

@@ -27,6 +27,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from correlator.api.server import Server
 from correlator.correlate.trace_tree import Placed, SpanRef, tree_order
+from correlator.store.ddl import InsertSelect
+from correlator.store.schema_trace_view import SPANS_BY_TRACE, TRACE_VIEW_TABLES
 from tests.factories import key_values
 from tests.processes import correlator_command
 
@@ -314,6 +316,58 @@ def test_a_trace_across_four_services_with_logs_exemplars_and_deploys(server: Se
     upper = httpx.get(f"{server.url()}/api/v1/traces/{sent.trace_id.upper()}")
     assert upper.status_code == 200
     assert upper.json() == response.json()
+
+
+def test_spans_by_trace_holds_each_span_as_migration_5_copies_it(server: Server, prefix: str) -> None:
+    """The view keeping spans_by_trace writes what migration 5's copy of older spans writes: the same select, and
+    of the resource only the attributes that say which deploy produced the span."""
+    assert server.state is not None
+    store = server.state.store
+    sent = send_checkout_trace(server, prefix)
+    [copy] = [op for op in TRACE_VIEW_TABLES.operations if isinstance(op, InsertSelect)]
+    select = copy.select.format(source=store.table(copy.source_table))
+    parameters = {"trace_id": sent.trace_id}
+    kept = store.rows(
+        f"SELECT * FROM {store.table(SPANS_BY_TRACE)} WHERE TraceId = {{trace_id:String}} ORDER BY ALL", parameters
+    )
+    copied = store.rows(f"SELECT * FROM ({select}) WHERE TraceId = {{trace_id:String}} ORDER BY ALL", parameters)
+    assert kept == copied
+    assert len(kept) == 6
+    deploy_attributes = {
+        row[4]: row[-1]
+        for row in store.rows(
+            f"SELECT * FROM {store.table(SPANS_BY_TRACE)} WHERE TraceId = {{trace_id:String}}", parameters
+        )
+    }
+    assert deploy_attributes == {
+        sent.services["gateway"]: {"service.version": "1.0.0", "deployment.id": f"{prefix}-gw-deploy"},
+        sent.services["orders"]: {"service.version": "2.0.0"},
+        sent.services["payments"]: {"service.version": "3.1.0", "deployment.id": f"{prefix}-pay-deploy"},
+        sent.services["inventory"]: {},
+    }
+
+
+@pytest.mark.parametrize("missing", ["spans_by_trace", "otel_traces_trace_id_ts"])
+def test_the_view_is_the_same_when_the_copy_or_the_lookup_lacks_the_trace(
+    server: Server, prefix: str, missing: str
+) -> None:
+    """Without the trace in spans_by_trace (a cluster's spans stored before migration 5: docs/cluster.md), the view
+    reads otel_traces in the lookup table's range; without it in the lookup table, the spans say where its logs
+    are. Either way the answer is the one both give."""
+    assert server.state is not None
+    store = server.state.store
+    sent = send_checkout_trace(server, prefix)
+    url = f"{server.url()}/api/v1/traces/{sent.trace_id}"
+    whole = httpx.get(url)
+    assert whole.status_code == 200, whole.text
+    assert len(whole.json()["spans"]) == 6
+    assert len(whole.json()["logs"]) == 3
+    parameters = {"trace_id": sent.trace_id}
+    count = f"SELECT count() FROM {store.table(missing)} WHERE TraceId = {{trace_id:String}}"
+    assert store.rows(count, parameters)[0][0] > 0
+    store.command(f"DELETE FROM {store.table(missing)} WHERE TraceId = {{trace_id:String}}", parameters)
+    assert store.rows(count, parameters) == [(0,)]
+    assert httpx.get(url).json() == whole.json()
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from correlator.correlate.trace_tree import SpanRef, tree_order
 from correlator.errors import BadRequest, NotFound
@@ -15,8 +15,8 @@ from correlator.store import trace_queries as queries
 from correlator.store.trace_queries import DeployCandidate, ResourceDeploy, TraceRange, from_ns
 
 _TRACE_ID = re.compile(r"[0-9a-f]{32}")
-# The view's reads run two at a time (spans beside logs, then exemplars beside deploys): chDB runs queries of
-# different threads at once, and a point read is mostly waiting on one core for its granules.
+# The view's reads run two at a time (spans beside the range and logs, then exemplars beside deploys): chDB runs
+# queries of different threads at once, and a point read is mostly waiting on one core for its granules.
 _BESIDE = ThreadPoolExecutor(max_workers=4, thread_name_prefix="trace-view")
 ERROR_STATUS = "Error"
 
@@ -100,18 +100,20 @@ def parse_trace_id(value: str) -> str:
 
 
 def trace_view(store: Store, trace_id: str) -> TraceView:
-    """One trace by id; 404 when the store has no span of it. The lookup table's range of the trace first, then
-    reads bounded by it, two at a time: spans beside logs, then exemplars beside deploys (both need the services
-    the first two found; the deploys of services that only logged need their logs' resources first)."""
+    """One trace by id; 404 when the store has no span of it. Its spans by id beside its logs (the logs' range comes
+    from the lookup table), then exemplars beside deploys (both need the services the first two found; the deploys
+    of services that only logged need their logs' resources first)."""
     trace_id = parse_trace_id(trace_id)
-    starts = queries.trace_range(store, trace_id)
-    if starts is None:
-        raise NotFound(f"no trace with id {trace_id!r}")
-    logs_read = _BESIDE.submit(queries.trace_logs, store, trace_id, starts)
-    rows = queries.trace_spans(store, trace_id, starts)
-    logs = logs_read.result()
+    logs_read = _BESIDE.submit(_range_and_logs, store, trace_id)
+    rows = queries.trace_spans(store, trace_id)
+    starts, logs = logs_read.result()
+    if not rows and starts is not None:
+        rows = queries.trace_spans_in(store, trace_id, starts)  # spans the copy by trace id does not hold
     if not rows:
         raise NotFound(f"no trace with id {trace_id!r}")
+    if starts is None:  # the lookup table lacks what spans_by_trace has: the spans say where the logs are
+        starts = TraceRange(from_ns(rows[0].start_ns), from_ns(rows[-1].start_ns) + timedelta(seconds=1))
+        logs = queries.trace_logs(store, trace_id, starts)
     started_ns = min(r.start_ns for r in rows)
     ended_ns = max(r.start_ns + r.duration_ns for r in rows)
     within = TraceRange(from_ns(started_ns), from_ns(ended_ns))
@@ -170,6 +172,11 @@ def trace_view(store: Store, trace_id: str) -> TraceView:
         exemplars=tuple(TraceExemplar(e.metric, e.service, e.value, e.at, e.span_id) for e in exemplars),
         deploys=deploys,
     )
+
+
+def _range_and_logs(store: Store, trace_id: str) -> tuple[TraceRange | None, list[queries.LogRow]]:
+    starts = queries.trace_range(store, trace_id)
+    return starts, queries.trace_logs(store, trace_id, starts) if starts is not None else []
 
 
 def _deploys(store: Store, resources: dict[tuple[str, ResourceDeploy], int]) -> tuple[TraceDeploy, ...]:

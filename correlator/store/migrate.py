@@ -16,8 +16,15 @@ from correlator.store.schema_analysis import ANALYSIS_TABLES
 from correlator.store.schema_otel import OTEL_TABLES
 from correlator.store.schema_platform import PLATFORM_TABLES
 from correlator.store.schema_rollups import ROLLUP_TABLES
+from correlator.store.schema_trace_view import TRACE_VIEW_TABLES
 
-MIGRATIONS: tuple[Migration, ...] = (OTEL_TABLES, PLATFORM_TABLES, ANALYSIS_TABLES, ROLLUP_TABLES)
+MIGRATIONS: tuple[Migration, ...] = (
+    OTEL_TABLES,
+    PLATFORM_TABLES,
+    ANALYSIS_TABLES,
+    ROLLUP_TABLES,
+    TRACE_VIEW_TABLES,
+)
 LATEST_VERSION = max(m.version for m in MIGRATIONS)
 
 _LEDGER = "schema_migrations"

@@ -1,8 +1,8 @@
 """Reads behind the trace view: a trace's spans, its logs, its exemplars, and the deploys its services may have run.
 
-The spans and the logs are read in the time range the lookup table gives (SCHEMA.md, otel_traces_trace_id_ts),
-so partition and min-max pruning apply before the TraceId bloom filters do; the later reads take theirs from
-the spans.
+The spans come from spans_by_trace, ordered by TraceId (SCHEMA.md; store/schema_trace_view.py says why). The logs
+are read in the time range the lookup table gives (otel_traces_trace_id_ts), so partition and min-max pruning
+apply before the TraceId text index does; the later reads take theirs from the spans.
 Reads return plain columns and leave small conversions (empty to None, picking resource keys) to Python: on a
 large store each extra map subscript costs the engine more than the whole map.
 """
@@ -19,6 +19,7 @@ from correlator.store.client import Store
 from correlator.store.records import EPOCH
 from correlator.store.schema_otel import LOGS, METRIC_TABLES, TRACE_ID_TS, TRACES
 from correlator.store.schema_platform import DEPLOYMENTS
+from correlator.store.schema_trace_view import DEPLOY_KEYS, SPANS_BY_TRACE
 from correlator.store.telemetry_sql import KIND_OUT, STATUS_OUT
 
 # Log records may be stamped a little off the spans they belong to (other clocks, queued appenders).
@@ -32,8 +33,6 @@ EXEMPLAR_TABLES = (
     "^(" + "|".join(re.escape(METRIC_TABLES[k]) for k in ("sum", "gauge", "histogram", "exponential_histogram")) + ")$"
 )
 
-DEPLOY_KEYS = ("service.version", "deployment.id", "deployment.environment.name", "deployment.environment")
-"""The resource attributes that say which deploy produced a row."""
 
 RESOURCE_DEPLOY = "mapFilter((k, v) -> has({deploy_keys:Array(String)}, k), ResourceAttributes)"
 """A row's resource cut down to DEPLOY_KEYS (the engine reads the map once; subscripts would read it per key)."""
@@ -164,19 +163,38 @@ def trace_range(store: Store, trace_id: str) -> TraceRange | None:
 SPANS = """
 SELECT SpanId, ParentSpanId, ServiceName, SpanName, {kind}, toUnixTimestamp64Nano(Timestamp), Duration, {status},
     StatusMessage, SpanAttributes, Events.Timestamp, Events.Name, Events.Attributes, {resource}
-FROM {traces}
-WHERE TraceId = {{trace_id:String}}
-    AND Timestamp >= {{since:DateTime64(9, 'UTC')}} AND Timestamp <= {{until:DateTime64(9, 'UTC')}}
+FROM {table}
+WHERE TraceId = {{trace_id:String}}{within}
 ORDER BY Timestamp, SpanId
 """
-"""A trace's spans in a range, oldest first."""
+"""A trace's spans, oldest first."""
+
+_WITHIN = "\n    AND Timestamp >= {since:DateTime64(9, 'UTC')} AND Timestamp <= {until:DateTime64(9, 'UTC')}"
 
 
-def trace_spans(store: Store, trace_id: str, within: TraceRange) -> list[SpanRow]:
-    """A trace's spans in the range the lookup table gives (trace_range), oldest first."""
-    sql = SPANS.format(traces=store.table(TRACES), kind=KIND_OUT, status=STATUS_OUT, resource=RESOURCE_DEPLOY)
+def trace_spans(store: Store, trace_id: str) -> list[SpanRow]:
+    """A trace's spans from spans_by_trace (SCHEMA.md), where they are adjacent rows under the primary key,
+    oldest first; none when that copy does not have them (trace_spans_in says when that may be)."""
+    sql = SPANS.format(
+        table=store.table(SPANS_BY_TRACE), kind=KIND_OUT, status=STATUS_OUT, resource="DeployAttributes", within=""
+    )
+    return _span_rows(store.rows(sql, {"trace_id": trace_id}))
+
+
+def trace_spans_in(store: Store, trace_id: str, within: TraceRange) -> list[SpanRow]:
+    """A trace's spans from otel_traces in the range the lookup table gives (trace_range), oldest first.
+
+    For a trace spans_by_trace does not hold: spans stored on a cluster before migration 5, which copies what
+    otel_traces held on one node only (docs/cluster.md), or a store whose operator dropped that copy's view.
+    """
+    sql = SPANS.format(
+        table=store.table(TRACES), kind=KIND_OUT, status=STATUS_OUT, resource=RESOURCE_DEPLOY, within=_WITHIN
+    )
     parameters = {"trace_id": trace_id, "since": within.since, "until": within.until, "deploy_keys": list(DEPLOY_KEYS)}
-    rows = store.rows(sql, parameters)
+    return _span_rows(store.rows(sql, parameters))
+
+
+def _span_rows(rows: list[tuple[Any, ...]]) -> list[SpanRow]:
     spans = []
     for row in rows:
         span_id, parent, service, name, kind, start_ns, duration_ns, status, message, attributes = row[:10]
