@@ -26,6 +26,7 @@ EXPECTED_SHARDING = {
     "otel_traces": "cityHash64(TraceId)",
     "otel_traces_trace_id_ts": "cityHash64(TraceId)",
     "spans_by_trace": "cityHash64(TraceId)",
+    "exemplars_by_trace": "rand64()",
     "otel_logs": "if(TraceId = '', rand64(), cityHash64(TraceId))",
     **{
         f"otel_metrics_{kind}": "cityHash64(ServiceName, MetricName, Attributes)"

@@ -17,7 +17,7 @@ from opentelemetry._logs import SeverityNumber
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
-from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
+from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, NumberDataPoint
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
@@ -28,7 +28,13 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from correlator.api.server import Server
 from correlator.correlate.trace_tree import Placed, SpanRef, tree_order
 from correlator.store.ddl import InsertSelect
-from correlator.store.schema_trace_view import SPANS_BY_TRACE, TRACE_VIEW_TABLES
+from correlator.store.migrate import target_for
+from correlator.store.schema_trace_view import (
+    EXEMPLARS_BY_TRACE,
+    SPANS_BY_TRACE,
+    TRACE_VIEW_EXEMPLARS,
+    TRACE_VIEW_TABLES,
+)
 from tests.factories import key_values
 from tests.processes import correlator_command
 
@@ -345,6 +351,44 @@ def test_spans_by_trace_holds_each_span_as_migration_5_copies_it(server: Server,
         sent.services["payments"]: {"service.version": "3.1.0", "deployment.id": f"{prefix}-pay-deploy"},
         sent.services["inventory"]: {},
     }
+
+
+def test_exemplars_by_trace_holds_each_exemplar_as_migration_6_copies_it(server: Server, prefix: str) -> None:
+    """The views keeping exemplars_by_trace write what migration 6's copy of older points writes (one row per
+    exemplar, from each metric type that has them), and nothing for exemplars outside a sampled span."""
+    assert server.state is not None
+    store = server.state.store
+    trace_id, span_id = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    service = f"{prefix}-metrics"
+    sum_point = exemplar_request(service, trace_id, span_id, T0 + 60_000 * MS)
+    # The same exemplars on a gauge: the gauge's view writes them too.
+    gauge_point = exemplar_request(service, trace_id, span_id, T0 + 60_000 * MS)
+    metric = gauge_point.resource_metrics[0].scope_metrics[0].metrics[0]
+    point = NumberDataPoint()
+    point.CopyFrom(metric.sum.data_points[0])
+    metric.ClearField("sum")
+    metric.gauge.data_points.append(point)
+    metric.name = "payments.in_flight"
+    unsampled = exemplar_request(service, trace_id, span_id, T0 + 120_000 * MS)
+    for exemplar in unsampled.resource_metrics[0].scope_metrics[0].metrics[0].sum.data_points[0].exemplars:
+        exemplar.trace_id, exemplar.span_id = bytes(16), bytes(8)
+    for request in (sum_point, gauge_point, unsampled):
+        response = httpx.post(server.url() + "/v1/metrics", content=request.SerializeToString(), headers=PROTOBUF)
+        assert response.is_success, response.text
+    table = store.table(EXEMPLARS_BY_TRACE)
+    [copy] = [op for op in TRACE_VIEW_EXEMPLARS.operations if isinstance(op, InsertSelect)]
+    [select] = copy.statements(target_for("otel"))
+    select = select.split("SELECT * FROM (\n", 1)[1].rsplit("\n)\nWHERE", 1)[0]  # the copy without its guard
+    parameters = {"service": service}
+    kept = store.rows(f"SELECT * FROM {table} WHERE ServiceName = {{service:String}} ORDER BY ALL", parameters)
+    copied = store.rows(f"SELECT * FROM ({select}) WHERE ServiceName = {{service:String}} ORDER BY ALL", parameters)
+    assert kept == copied
+    assert sorted((row[0], row[3], row[5]) for row in kept) == [
+        ("000102030405060708090a0b0c0d0e0f", "payments.charges", 9.0),
+        ("000102030405060708090a0b0c0d0e0f", "payments.in_flight", 9.0),
+        (trace_id, "payments.charges", 40.5),
+        (trace_id, "payments.in_flight", 40.5),
+    ]
 
 
 @pytest.mark.parametrize("missing", ["spans_by_trace", "otel_traces_trace_id_ts"])

@@ -201,11 +201,14 @@ class InsertSelect:
     to_table: str
     source_table: str
     select: str
+    # More sources the same select copies from, in the same statement (UNION ALL): the guard allows one copy.
+    more_sources: tuple[str, ...] = ()
 
     def statements(self, target: Target) -> list[str]:
         if target.clustered:
             return []
-        select = self.select.format(source=target.name(self.source_table))
+        sources = (self.source_table, *self.more_sources)
+        select = "\nUNION ALL\n".join(self.select.format(source=target.name(source)) for source in sources)
         to_table = target.name(self.to_table)
         # Only into an empty table: a migration run again after a crash must not count the rows twice.
         return [f"INSERT INTO {to_table}\nSELECT * FROM (\n{select}\n)\nWHERE {insert_guard(to_table)}"]

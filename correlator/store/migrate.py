@@ -16,7 +16,7 @@ from correlator.store.schema_analysis import ANALYSIS_TABLES
 from correlator.store.schema_otel import OTEL_TABLES
 from correlator.store.schema_platform import PLATFORM_TABLES
 from correlator.store.schema_rollups import ROLLUP_TABLES
-from correlator.store.schema_trace_view import TRACE_VIEW_TABLES
+from correlator.store.schema_trace_view import TRACE_VIEW_EXEMPLARS, TRACE_VIEW_TABLES
 
 MIGRATIONS: tuple[Migration, ...] = (
     OTEL_TABLES,
@@ -24,6 +24,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ANALYSIS_TABLES,
     ROLLUP_TABLES,
     TRACE_VIEW_TABLES,
+    TRACE_VIEW_EXEMPLARS,
 )
 LATEST_VERSION = max(m.version for m in MIGRATIONS)
 

@@ -9,7 +9,6 @@ large store each extra map subscript costs the engine more than the whole map.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,9 +16,9 @@ from typing import Any
 
 from correlator.store.client import Store
 from correlator.store.records import EPOCH
-from correlator.store.schema_otel import LOGS, METRIC_TABLES, TRACE_ID_TS, TRACES
+from correlator.store.schema_otel import LOGS, TRACE_ID_TS, TRACES
 from correlator.store.schema_platform import DEPLOYMENTS
-from correlator.store.schema_trace_view import DEPLOY_KEYS, SPANS_BY_TRACE
+from correlator.store.schema_trace_view import DEPLOY_KEYS, EXEMPLARS_BY_TRACE, SPANS_BY_TRACE
 from correlator.store.telemetry_sql import KIND_OUT, STATUS_OUT
 
 # Log records may be stamped a little off the spans they belong to (other clocks, queued appenders).
@@ -28,11 +27,6 @@ LOG_SLACK = timedelta(hours=1)
 # export every 60 s by default, so points up to 10 minutes after the trace may hold its exemplars.
 EXEMPLAR_BEFORE = timedelta(minutes=1)
 EXEMPLAR_AFTER = timedelta(minutes=10)
-# Summaries carry no exemplars; the anchors keep cluster mode's `<name>_local` tables out.
-EXEMPLAR_TABLES = (
-    "^(" + "|".join(re.escape(METRIC_TABLES[k]) for k in ("sum", "gauge", "histogram", "exponential_histogram")) + ")$"
-)
-
 
 RESOURCE_DEPLOY = "mapFilter((k, v) -> has({deploy_keys:Array(String)}, k), ResourceAttributes)"
 """A row's resource cut down to DEPLOY_KEYS (the engine reads the map once; subscripts would read it per key)."""
@@ -285,38 +279,34 @@ def trace_log_resources(
     ]
 
 
-EXEMPLAR_POINTS = """
-SELECT MetricName, ServiceName, Exemplars.Value, Exemplars.TimeUnix, Exemplars.SpanId, Exemplars.TraceId
-FROM merge({db:String}, {tables:String})
-WHERE ServiceName IN {services:Array(String)}
+EXEMPLARS = """
+SELECT MetricName, ServiceName, Value, ExemplarTimeUnix, SpanId
+FROM $exemplars
+WHERE TraceId = {trace_id:String} AND ServiceName IN {services:Array(String)}
     AND TimeUnix >= {since:DateTime('UTC')} AND TimeUnix <= {until:DateTime('UTC')}
-    AND has(Exemplars.TraceId, {trace_id:String})
 """
-"""Metric points of some services, stamped in a range, that carry an exemplar of a trace (every type that has
-exemplars, in one read)."""
+"""The exemplars of a trace recorded on some services' metric points stamped in a range (SCHEMA.md,
+exemplars_by_trace: one row per exemplar of every metric type that has them)."""
 
 
 def trace_exemplars(store: Store, trace_id: str, spans: TraceRange, services: Sequence[str]) -> list[ExemplarRow]:
     """The exemplars of a trace on its services' metric points stamped near it, oldest first, each once.
 
-    Only the trace's own services are read: an exemplar is recorded by the service whose span was active, and
-    ServiceName leads the metric tables' sort key. A cumulative point may repeat an exemplar on every export.
+    Only the trace's own services: an exemplar is recorded by the service whose span was active. A cumulative
+    point may repeat an exemplar on every export.
     """
     if not services:
         return []
     parameters = {
-        "db": store.config.database,
-        "tables": EXEMPLAR_TABLES,
         "trace_id": trace_id,
         "services": list(services),
         "since": spans.since - EXEMPLAR_BEFORE,
         "until": spans.until + EXEMPLAR_AFTER,
     }
     found: dict[ExemplarRow, None] = {}
-    for metric, service, values, times, span_ids, trace_ids in store.rows(EXEMPLAR_POINTS, parameters):
-        for value, at, span_id, exemplar_trace in zip(values, times, span_ids, trace_ids, strict=True):
-            if exemplar_trace == trace_id:
-                found.setdefault(ExemplarRow(str(metric), _text(service), float(value), _utc(at), _span_id(span_id)))
+    sql = store.sql(EXEMPLARS, exemplars=EXEMPLARS_BY_TRACE)
+    for metric, service, value, at, span_id in store.rows(sql, parameters):
+        found.setdefault(ExemplarRow(str(metric), _text(service), float(value), _utc(at), _span_id(span_id)))
     return sorted(found, key=lambda e: (e.at, e.metric, e.service or "", e.value))
 
 
