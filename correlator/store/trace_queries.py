@@ -1,6 +1,6 @@
 """Reads behind the trace view: a trace's spans, its logs, its exemplars, and the deploys its services may have run.
 
-The spans come from spans_by_trace, ordered by TraceId (SCHEMA.md; store/schema_trace_view.py says why). The logs
+The spans come from spans_by_trace, ordered by TraceId (docs/traces.md; store/schema_trace_view.py says why). The logs
 are read in the time range the lookup table gives (otel_traces_trace_id_ts), so partition and min-max pruning
 apply before the TraceId text index does; the later reads take theirs from the spans.
 Reads return plain columns and leave small conversions (empty to None, picking resource keys) to Python: on a
@@ -167,7 +167,7 @@ _WITHIN = "\n    AND Timestamp >= {since:DateTime64(9, 'UTC')} AND Timestamp <= 
 
 
 def trace_spans(store: Store, trace_id: str) -> list[SpanRow]:
-    """A trace's spans from spans_by_trace (SCHEMA.md), where they are adjacent rows under the primary key,
+    """A trace's spans from spans_by_trace (docs/traces.md), where they are adjacent rows under the primary key,
     oldest first; none when that copy does not have them (trace_spans_in says when that may be)."""
     sql = SPANS.format(
         table=store.table(SPANS_BY_TRACE), kind=KIND_OUT, status=STATUS_OUT, resource="DeployAttributes", within=""
@@ -285,7 +285,7 @@ FROM $exemplars
 WHERE TraceId = {trace_id:String} AND ServiceName IN {services:Array(String)}
     AND TimeUnix >= {since:DateTime('UTC')} AND TimeUnix <= {until:DateTime('UTC')}
 """
-"""The exemplars of a trace recorded on some services' metric points stamped in a range (SCHEMA.md,
+"""The exemplars of a trace recorded on some services' metric points stamped in a range (docs/traces.md,
 exemplars_by_trace: one row per exemplar of every metric type that has them)."""
 
 
