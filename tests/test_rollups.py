@@ -17,6 +17,7 @@ from correlator.store import Store
 from correlator.store import analysis_queries as aq
 from correlator.store import health_queries as hq
 from correlator.store.ddl import InsertSelect
+from correlator.store.migrate import target_for
 from correlator.store.schema_rollups import ROLLUP_TABLES
 from correlator.store.telemetry_sql import ERROR_SHAPE, ERROR_TYPE, IN_WINDOW, IS_ERROR, IS_REQUEST
 
@@ -190,7 +191,7 @@ def test_the_migration_copies_spans_stored_before_it(server: Server) -> None:
         scratch = f"scratch_{uuid.uuid4().hex[:8]}"
         store.command(f"CREATE TABLE otel.{scratch} AS {store.table(copy.to_table)}")
         try:
-            store.command(f"INSERT INTO otel.{scratch} " + copy.select.format(source=store.table(copy.source_table)))
+            store.command(f"INSERT INTO otel.{scratch} " + copy.select_sql(target_for(store.config.database)))
             assert read[copy.to_table](f"otel.{scratch}") == read[copy.to_table](store.table(copy.to_table))
         finally:
             store.command(f"DROP TABLE otel.{scratch}")

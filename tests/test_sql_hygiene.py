@@ -64,7 +64,7 @@ _IDENTIFIERS_AND_CONSTANTS = (
     "values are {{name:Type}} parameters; predates Store.sql's $name placeholders, which would be the house way"
 )
 ALLOWED: dict[tuple[str, str, str], str] = {
-    ("ddl.py", "InsertSelect.statements", "self.select.format"): (
+    ("ddl.py", "InsertSelect.select_sql", "self.select.format"): (
         "identifier-only: a migration's copy names its source table `{source}`, filled with the quoted table; "
         "every copy's select is a constant of schema_*.py, the same as its view's"
     ),

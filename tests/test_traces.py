@@ -331,7 +331,7 @@ def test_spans_by_trace_holds_each_span_as_migration_5_copies_it(server: Server,
     store = server.state.store
     sent = send_checkout_trace(server, prefix)
     [copy] = [op for op in TRACE_VIEW_TABLES.operations if isinstance(op, InsertSelect)]
-    select = copy.select.format(source=store.table(copy.source_table))
+    select = copy.select_sql(target_for(store.config.database))
     parameters = {"trace_id": sent.trace_id}
     kept = store.rows(
         f"SELECT * FROM {store.table(SPANS_BY_TRACE)} WHERE TraceId = {{trace_id:String}} ORDER BY ALL", parameters
@@ -339,12 +339,7 @@ def test_spans_by_trace_holds_each_span_as_migration_5_copies_it(server: Server,
     copied = store.rows(f"SELECT * FROM ({select}) WHERE TraceId = {{trace_id:String}} ORDER BY ALL", parameters)
     assert kept == copied
     assert len(kept) == 6
-    deploy_attributes = {
-        row[4]: row[-1]
-        for row in store.rows(
-            f"SELECT * FROM {store.table(SPANS_BY_TRACE)} WHERE TraceId = {{trace_id:String}}", parameters
-        )
-    }
+    deploy_attributes = {row[4]: row[-1] for row in kept}  # ServiceName, DeployAttributes
     assert deploy_attributes == {
         sent.services["gateway"]: {"service.version": "1.0.0", "deployment.id": f"{prefix}-gw-deploy"},
         sent.services["orders"]: {"service.version": "2.0.0"},
@@ -377,8 +372,7 @@ def test_exemplars_by_trace_holds_each_exemplar_as_migration_6_copies_it(server:
         assert response.is_success, response.text
     table = store.table(EXEMPLARS_BY_TRACE)
     [copy] = [op for op in TRACE_VIEW_EXEMPLARS.operations if isinstance(op, InsertSelect)]
-    [select] = copy.statements(target_for("otel"))
-    select = select.split("SELECT * FROM (\n", 1)[1].rsplit("\n)\nWHERE", 1)[0]  # the copy without its guard
+    select = copy.select_sql(target_for(store.config.database))
     parameters = {"service": service}
     kept = store.rows(f"SELECT * FROM {table} WHERE ServiceName = {{service:String}} ORDER BY ALL", parameters)
     copied = store.rows(f"SELECT * FROM ({select}) WHERE ServiceName = {{service:String}} ORDER BY ALL", parameters)

@@ -204,11 +204,15 @@ class InsertSelect:
     # More sources the same select copies from, in the same statement (UNION ALL): the guard allows one copy.
     more_sources: tuple[str, ...] = ()
 
+    def select_sql(self, target: Target) -> str:
+        """What the copy selects, from every source, without the guard."""
+        sources = (self.source_table, *self.more_sources)
+        return "\nUNION ALL\n".join(self.select.format(source=target.name(source)) for source in sources)
+
     def statements(self, target: Target) -> list[str]:
         if target.clustered:
             return []
-        sources = (self.source_table, *self.more_sources)
-        select = "\nUNION ALL\n".join(self.select.format(source=target.name(source)) for source in sources)
+        select = self.select_sql(target)
         to_table = target.name(self.to_table)
         # Only into an empty table: a migration run again after a crash must not count the rows twice.
         return [f"INSERT INTO {to_table}\nSELECT * FROM (\n{select}\n)\nWHERE {insert_guard(to_table)}"]
