@@ -7,6 +7,7 @@ import pytest
 from correlator.api.server import Server
 from correlator.store.ddl import insert_guard
 from correlator.store.migrate import MIGRATIONS, plan
+from correlator.store.schema_merges import INSERTED_TABLES
 from tests.conftest import query
 
 M = "Map(LowCardinality(String), String)"
@@ -181,11 +182,29 @@ def test_migrations_are_numbered_in_one_sequence_and_plan_is_printable() -> None
     assert versions == list(range(1, len(versions) + 1))
     statements = plan("otel")
     assert statements[0].sql.startswith("CREATE DATABASE IF NOT EXISTS `otel`")
-    # Idempotent when re-run: tables and views only if missing, copies only into an empty table.
-    creates = [s.sql for s in statements if not s.sql.startswith("INSERT INTO ")]
+    # Idempotent when re-run: tables and views only if missing, copies only into an empty table, settings set again
+    # to the same values.
+    creates = [s.sql for s in statements if s.sql.startswith("CREATE ")]
     copies = [s.sql for s in statements if s.sql.startswith("INSERT INTO ")]
+    alters = [s.sql for s in statements if s.sql.startswith("ALTER TABLE ")]
+    assert len(creates) + len(copies) + len(alters) == len(statements)
     assert all("IF NOT EXISTS" in sql for sql in creates)
+    assert alters
+    assert all(" MODIFY SETTING " in sql for sql in alters)
     assert copies
     for sql in copies:
         table = sql.split()[2]
         assert sql.endswith(insert_guard(table))
+
+
+def test_tables_every_insert_writes_merge_fewer_larger_parts(server: Server) -> None:
+    rows = query(
+        server,
+        "SELECT name, create_table_query FROM system.tables WHERE database = 'otel' AND engine LIKE '%MergeTree'",
+    )
+    tuned = {
+        name for name, ddl in rows if "merge_selector_base = 10" in ddl and "min_bytes_for_wide_part = 104857600" in ddl
+    }
+    assert tuned == set(INSERTED_TABLES)
+    # SCHEMA.md's settings stay as they were.
+    assert all("index_granularity = 8192" in ddl for name, ddl in rows if name.startswith("otel_"))

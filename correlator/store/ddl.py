@@ -219,12 +219,26 @@ class InsertSelect:
 
 
 @dataclass(frozen=True)
+class ModifySettings:
+    """ALTER TABLE ... MODIFY SETTING on the table that holds the rows (each local table, on a cluster)."""
+
+    table: str
+    settings: str
+
+    def statements(self, target: Target) -> list[str]:
+        return [f"ALTER TABLE {target.local_name(self.table)}{target.on_cluster()} MODIFY SETTING {self.settings}"]
+
+
+Operation = CreateTable | CreateMaterializedView | InsertSelect | ModifySettings
+
+
+@dataclass(frozen=True)
 class Migration:
     """A numbered, idempotent step of the schema; operations render to SQL for a dry run."""
 
     version: int
     name: str
-    operations: tuple[CreateTable | CreateMaterializedView | InsertSelect, ...] = field(default_factory=tuple)
+    operations: tuple[Operation, ...] = field(default_factory=tuple)
 
     def statements(self, target: Target) -> list[str]:
         return [sql for op in self.operations for sql in op.statements(target)]
