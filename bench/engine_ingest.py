@@ -15,13 +15,11 @@ writes before the run (to compare merge settings against migration 7's).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import resource
 import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from bench.payloads import stamped, traces_body
@@ -69,13 +67,6 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-@contextlib.contextmanager
-def _staged(store: Store, batch: list[bytes], workdir: Path) -> Iterator[native.Staged]:
-    client = store._client()
-    with native.staged(client, batch, workdir, 2, native.traces_stage_sql, native.traces_detail_sql) as staged:
-        yield staged
-
-
 def _steps(store: Store, bodies: Bodies, workdir: Path, rounds: int) -> None:
     """Median time of each step of one insert, on fresh batches."""
     store.command("CREATE TABLE otel.bench_null AS otel.otel_traces ENGINE = Null")
@@ -86,12 +77,11 @@ def _steps(store: Store, bodies: Bodies, workdir: Path, rounds: int) -> None:
     for _ in range(rounds):
         for table, timings in inserts.items():
             started = time.perf_counter()
-            with _staged(store, bodies.batch(), workdir) as staged:
-                stages.append(time.perf_counter() - started)
-                sql = native.traces_insert_sql("otel", staged.stage, full_values=False, skip_unsupported=False)
-                started = time.perf_counter()
-                client.command(sql.replace("`otel`.`otel_traces`", f"`otel`.`{table}`", 1))
-                timings.append(time.perf_counter() - started)
+            prepared = native.prepare_traces(client, "otel", bodies.batch(), workdir, table=table)
+            stages.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            prepared.run(client)
+            timings.append(time.perf_counter() - started)
     stage_ms = statistics.median(stages) * 1000
     null_ms, bare_ms, full_ms = (statistics.median(inserts[t]) * 1000 for t in inserts)
     spans = len(bodies.batch()) * SPANS_PER_BODY

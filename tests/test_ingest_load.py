@@ -1,4 +1,5 @@
-"""A full write queue answers 503 + Retry-After (gRPC: UNAVAILABLE + RetryInfo); exporters retry; nothing is lost."""
+"""A full write queue answers 503 + Retry-After (gRPC: UNAVAILABLE + RetryInfo); exporters retry; nothing is lost.
+The writer parses the next batch while the previous one is written."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -24,7 +26,9 @@ from correlator.errors import Overloaded
 from correlator.otlp.decode import Signal
 from correlator.service.ingest import IngestWriter
 from correlator.service.own_metrics import OwnMetrics
-from tests.conftest import start_server
+from correlator.store import Store
+from correlator.store.native_insert import STAGE_DATABASE, NativeInsertResult, PreparedInsert
+from tests.conftest import query, start_server
 from tests.factories import span, traces_request
 from tests.ingest_support import PROTOBUF, count_spans, mapped_traces, post_until_refused, traces_body
 
@@ -302,3 +306,49 @@ def test_a_resent_request_is_answered_from_its_first_write_and_stored_once(data_
     assert stored == 16 * 3_000  # every span acknowledged, none twice
     # The sequential resend above, and each resend that found its first attempt queued or being written.
     assert _metric(metrics, "correlator_otlp_resent_requests_total", signal="traces") >= 1
+
+
+class _GatedStore:
+    """The server's store; its first engine-side write waits (30 s at most) until a second batch was parsed."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.parsed = 0
+        self.parsed_second = threading.Event()
+        self.first_write_waited: bool | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def prepare_otlp(self, *args: Any) -> PreparedInsert:
+        prepared = self._store.prepare_otlp(*args)
+        self.parsed += 1
+        if self.parsed == 2:
+            self.parsed_second.set()
+        return prepared
+
+    def run_prepared(self, prepared: PreparedInsert) -> NativeInsertResult:
+        if self.first_write_waited is None:
+            self.first_write_waited = self.parsed_second.wait(30)
+        return self._store.run_prepared(prepared)
+
+
+def test_the_writer_parses_the_next_batch_while_the_previous_one_is_written(server: Server, service_name: str) -> None:
+    assert server.state is not None
+    store = _GatedStore(server.state.store)
+    writer = IngestWriter(store, OwnMetrics(), batch_max_records=10_000, queue_max_records=100_000)  # type: ignore[arg-type]
+    try:
+        first = writer.submit_body(Signal.TRACES, traces_body(service_name, 1, 500), 500)
+        deadline = time.monotonic() + 30
+        while store.parsed < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # The first batch is parsed and its write waits at the gate: the second must be parsed meanwhile.
+        second = writer.submit_body(Signal.TRACES, traces_body(service_name, 2, 500), 500)
+        assert first.result(60).accepted == 500
+        assert second.result(60).accepted == 500
+        assert store.first_write_waited is True
+    finally:
+        writer.close()
+    assert count_spans(server, service_name) == 1_000
+    # Each batch's staged table was dropped once written.
+    assert query(server, "SELECT count() FROM system.tables WHERE database = {db:String}", db=STAGE_DATABASE) == [(0,)]

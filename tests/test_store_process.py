@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -9,8 +10,11 @@ from pathlib import Path
 
 import httpx
 
+from correlator.api.server import Server
 from correlator.store.client import ingest_workdir_root
 from correlator.store.migrate import LATEST_VERSION
+from correlator.store.native_insert import STAGE_DATABASE, clear_left_stages
+from tests.conftest import query
 from tests.factories import span, traces_request
 from tests.processes import correlator_command, spawn_serve, stored_rows
 
@@ -97,3 +101,20 @@ def test_acknowledged_records_survive_sigterm_sigkill_and_restart(tmp_path: Path
     finally:
         child.stop()
     assert list(workdirs.iterdir()) == []
+
+
+def test_the_next_opener_drops_the_batches_a_killed_process_left_staged(server: Server) -> None:
+    # A process killed between parsing a batch and writing it leaves the staged table behind; it is named after
+    # that process's pid. Opening the store drops every other process's (the opener holds the store).
+    assert server.state is not None
+    store = server.state.store
+    store.command(f"CREATE DATABASE IF NOT EXISTS {STAGE_DATABASE}")
+    left, mine = "_otlp_stage_1_left", f"_otlp_stage_{os.getpid()}_mine"
+    for name in (left, mine):
+        store.command(f"CREATE TABLE {STAGE_DATABASE}.{name} (x UInt8) ENGINE = Memory")
+    try:
+        clear_left_stages(store._client())
+        tables = query(server, "SELECT name FROM system.tables WHERE database = {db:String}", db=STAGE_DATABASE)
+        assert tables == [(mine,)]
+    finally:
+        store.command(f"DROP TABLE IF EXISTS {STAGE_DATABASE}.{mine} SYNC")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
 import time
 from collections import deque
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from correlator.errors import Overloaded, StoreError, StoreUnavailable
 from correlator.otlp.decode import Encoding, Signal, decode_request
@@ -18,6 +19,7 @@ from correlator.otlp.rows import ColumnBlock, Mapped
 from correlator.service.memory import MemoryGuard
 from correlator.service.own_metrics import OwnMetrics
 from correlator.store import Store
+from correlator.store.native_insert import PreparedInsert
 
 log = logging.getLogger(__name__)
 
@@ -65,16 +67,46 @@ class _Pending:
     mapped: Mapped | None = None
 
 
-class IngestWriter:
-    """One writer thread; a batch is whatever arrived while the previous insert ran (up to a size bound).
+def _map(signal: Signal, items: list[_Pending]) -> None:
+    """Map the bodies of `items` in Python (the rows are written with the batch's other mapped rows)."""
+    for item in items:
+        assert item.body is not None
+        item.mapped = MAPPERS[signal](decode_request(signal, item.body, Encoding.PROTOBUF))
 
-    An idle writer inserts at once and a busy one amortizes; no request waits on a timer. Admission has three
-    bounds: the records queued, the expected wait, queued records over the measured write rate (a request
-    admitted must be stored before its exporter's deadline, or it is stored for a client that has gone), and
-    the process's resident memory (MemoryGuard). Past any, submit raises Overloaded and the exporter retries
-    later; an idle writer admits a request whatever the bounds, so that the server always makes progress. A
-    request is answered only after its insert returned; one whose client went away before the writer took it is
-    cancelled (Future.cancel) and never written.
+
+@dataclass
+class _Group:
+    """One signal's bodies of a batch, parsed by the engine: the insert to run, and how long the parse took."""
+
+    signal: Signal
+    tables: dict[str, str]
+    items: list[_Pending]
+    prepared: PreparedInsert | None
+    seconds: float
+
+
+@dataclass
+class _Parsed:
+    """A batch taken from the queue (when), and its engine-side groups once parsed."""
+
+    batch: list[_Pending]
+    taken: float
+    groups: list[_Group] = field(default_factory=list)
+
+
+class IngestWriter:
+    """Two writer threads; a batch is whatever arrived while the previous one was written (up to a size bound).
+
+    The first thread takes a batch and has the engine parse and check it (Store.prepare_otlp); the second writes
+    it. The next batch is parsed while the previous one is written, once as many records as that one holds are
+    queued (or the second thread is idle), so batches stay as large as the load makes them; at most two batches
+    are in the engine at once. An idle writer inserts at once and a busy one amortizes; no request waits on a
+    timer. Admission has three bounds: the records queued, the expected wait, queued records over the measured
+    write rate (a request admitted must be stored before its exporter's deadline, or it is stored for a client
+    that has gone), and the process's resident memory (MemoryGuard). Past any, submit raises Overloaded and the
+    exporter retries later; an idle writer admits a request whatever the bounds, so that the server always makes
+    progress. A request is answered only after its insert returned; one whose client went away before the writer
+    took it is cancelled (Future.cancel) and never written.
     """
 
     def __init__(
@@ -102,8 +134,18 @@ class IngestWriter:
         self._queued_records = 0
         self._cond = threading.Condition()
         self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="correlator-writer", daemon=True)
-        self._thread.start()
+        # Batches parsed by the first thread for the second to write, and how many batches are in the engine
+        # (parsing or parsed, not yet written) with the records of the latest one.
+        self._parsed: deque[_Parsed | None] = deque()
+        self._in_engine = 0
+        self._latest_records = 0
+        self._last_written = 0.0
+        self._threads = [
+            threading.Thread(target=self._parse_batches, name="correlator-writer-parse", daemon=True),
+            threading.Thread(target=self._write_batches, name="correlator-writer", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def submit_body(self, signal: Signal, body: bytes, records: int) -> Future[ExportResult]:
         """Queue a valid protobuf request body for the engine to parse (any signal in ENGINE_TABLES)."""
@@ -122,7 +164,7 @@ class IngestWriter:
             self._pending.append(item)
             self._queued_records += item.records
             self._metrics.queue_depth.labels(item.signal.value).inc(item.records)
-            self._cond.notify()
+            self._cond.notify_all()  # both writer threads wait on it
         return item.done
 
     def expected_wait_s(self, records: int = 0) -> float:
@@ -172,10 +214,24 @@ class IngestWriter:
             rate = records / seconds
             self._rate = rate if not self._rate else 0.7 * self._rate + 0.3 * rate
 
+    def _ready_for_batch(self) -> bool:
+        """Whether the parsing thread should take a batch now (called under the condition)."""
+        if self._in_engine >= 2:
+            return False  # one batch is being written and the next one is parsed already
+        if self._stopping:
+            return True
+        if not self._pending:
+            return False
+        # While a batch is written, wait until the next one is as large as it (or as large as allowed): taken
+        # early, it would hold only the requests that arrived first.
+        return not self._in_engine or self._queued_records - self._latest_records >= min(
+            self._latest_records, self._batch_max
+        )
+
     def _take_batch(self) -> list[_Pending] | None:
         """The next batch ([] if everything taken had been cancelled); None once stopping with nothing queued."""
         with self._cond:
-            while not self._pending and not self._stopping:
+            while not self._ready_for_batch():
                 self._cond.wait()
             if not self._pending:
                 return None
@@ -196,67 +252,121 @@ class IngestWriter:
         self._queued_records -= item.records
         self._metrics.queue_depth.labels(item.signal.value).dec(item.records)
 
-    def _run(self) -> None:
+    def _parse_batches(self) -> None:
+        """The first thread: take each batch and have the engine parse it, then hand it to the second."""
         while (batch := self._take_batch()) is not None:
             if not batch:
                 continue  # everything taken had been cancelled
-            started = time.perf_counter()
+            parsed = _Parsed(batch, time.perf_counter())
             try:
-                self._write_engine_parsed(batch)
-                self._write_rows([item for item in batch if item.mapped is not None])
+                self._parse(parsed)
             except Exception as e:  # a failure goes back to the waiting requests, never kills the writer
-                log.exception("batch insert failed")
-                error = e if isinstance(e, StoreUnavailable) else StoreUnavailable(f"the insert failed: {e}")
-                for item in batch:
-                    if not item.done.done():
-                        item.done.set_exception(error)
+                self._fail(parsed, e)
+                self._done(parsed, in_engine=False)
+                continue
+            with self._cond:
+                self._in_engine += 1
+                self._latest_records = sum(item.records for item in batch)
+                self._parsed.append(parsed)
+                self._cond.notify_all()
+        with self._cond:
+            self._parsed.append(None)
+            self._cond.notify_all()
+
+    def _write_batches(self) -> None:
+        """The second thread: write each parsed batch and answer its requests."""
+        while True:
+            with self._cond:
+                while not self._parsed:
+                    self._cond.wait()
+                parsed = self._parsed.popleft()
+            if parsed is None:
+                return
+            try:
+                self._write(parsed)
+            except Exception as e:  # a failure goes back to the waiting requests, never kills the writer
+                self._fail(parsed, e)
             finally:
-                with self._cond:
-                    self._measured(sum(item.records for item in batch), time.perf_counter() - started)
-                    for item in batch:
-                        self._release(item)
-                self._memory.release()
+                self._done(parsed)
+
+    def _fail(self, parsed: _Parsed, error: Exception) -> None:
+        """Answer the batch's unanswered requests with the error; drop what the engine parsed of it."""
+        log.exception("batch insert failed")
+        for group in parsed.groups:
+            if group.prepared is not None:
+                with contextlib.suppress(StoreError):
+                    self._store.discard_prepared(group.prepared)
+        if not isinstance(error, StoreUnavailable):
+            error = StoreUnavailable(f"the insert failed: {error}")
+        for item in parsed.batch:
+            if not item.done.done():
+                item.done.set_exception(error)
+
+    def _done(self, parsed: _Parsed, in_engine: bool = True) -> None:
+        """Release a finished batch's records, and measure the time it added to the writer's."""
+        finished = time.perf_counter()
+        records = sum(item.records for item in parsed.batch)
+        with self._cond:
+            # A batch parsed while the previous one was written cost the writer only the time since that one.
+            self._measured(records, finished - max(parsed.taken, self._last_written))
+            self._last_written = finished
+            for item in parsed.batch:
+                self._release(item)
+            if in_engine:
+                self._in_engine -= 1
+            self._cond.notify_all()
+        self._memory.release()
 
     def _resolve(self, item: _Pending, result: ExportResult) -> None:
         self._metrics.stored.labels(item.signal.value).inc(result.accepted)
         item.done.set_result(result)
 
-    def _write_engine_parsed(self, batch: list[_Pending]) -> None:
-        """One engine-side insert per signal; bodies it cannot render exactly go to the Python mapping."""
+    def _parse(self, parsed: _Parsed) -> None:
+        """One engine-side parse per signal; bodies it cannot render exactly are mapped in Python here."""
         for signal, tables in ENGINE_TABLES.items():
-            items = [item for item in batch if item.signal is signal and item.body is not None]
+            items = [item for item in parsed.batch if item.signal is signal and item.body is not None]
             if not items:
                 continue
             records = sum(item.records for item in items)
             if records < self._engine_min_records * ENGINE_MIN_RECORDS_SCALE.get(signal, 1):
                 # The engine's fixed cost per insert (planning its flattening SQL) outweighs its speed on small
                 # batches: these are faster mapped in Python.
-                fallback = set(range(len(items)))
-            else:
-                fallback = self._insert_engine_parsed(signal, tables, items)
-                self._metrics.batch_records.labels(_table_label(signal, tables), "engine").observe(records)
-            for index, item in enumerate(items):
-                assert item.body is not None
-                if index in fallback:
-                    item.mapped = MAPPERS[signal](decode_request(signal, item.body, Encoding.PROTOBUF))
-                else:
-                    self._resolve(item, ExportResult(item.records, 0, ""))
+                _map(signal, items)
+                continue
+            started, bodies = time.perf_counter(), [item.body for item in items if item.body is not None]
+            try:
+                prepared = self._store.prepare_otlp(signal.value, bodies, tables)
+            except StoreError:
+                # Nothing was written: the Python path takes the whole group.
+                log.exception("engine-side parse of %d %s bodies failed; mapping them in Python", len(items), signal)
+                _map(signal, items)
+                continue
+            parsed.groups.append(_Group(signal, tables, items, prepared, time.perf_counter() - started))
+            _map(signal, [items[index] for index in prepared.result.fallback])
 
-    def _insert_engine_parsed(self, signal: Signal, tables: dict[str, str], items: list[_Pending]) -> set[int]:
-        """The engine parses and inserts the bodies; returns the indexes it left for the Python mapping."""
-        started = time.perf_counter()
-        try:
-            bodies = [item.body for item in items if item.body is not None]
-            outcome = self._store.insert_otlp(signal.value, bodies, tables)
-        except StoreError:
-            # Almost always the staging failed and nothing was written, so the Python path takes the whole group.
-            # Should a later INSERT of a multi-table (metrics) batch fail after an earlier one committed, those
-            # rows are written twice: delivery is at least once, as with any exporter retry.
-            log.exception("engine-side insert of %d %s bodies failed; mapping them in Python", len(items), signal)
-            return set(range(len(items)))
-        elapsed = time.perf_counter() - started
-        self._metrics.insert_seconds.labels(_table_label(signal, tables), "engine").observe(elapsed)
-        return set(outcome.fallback)
+    def _write(self, parsed: _Parsed) -> None:
+        """Write a parsed batch: the engine-side inserts, then the records mapped in Python."""
+        for group in parsed.groups:
+            prepared, group.prepared = group.prepared, None
+            assert prepared is not None
+            signal, items, started = group.signal, group.items, time.perf_counter()
+            label = _table_label(signal, group.tables)
+            try:
+                result = self._store.run_prepared(prepared)
+            except StoreError:
+                # Should a later INSERT of a multi-table (metrics) batch fail after an earlier one committed, those
+                # rows are written twice: delivery is at least once, as with any exporter retry.
+                log.exception("engine-side insert of %d %s bodies failed; mapping them in Python", len(items), signal)
+                _map(signal, [item for item in items if item.mapped is None])
+                continue
+            finally:
+                self._metrics.batch_records.labels(label, "engine").observe(sum(item.records for item in items))
+            self._metrics.insert_seconds.labels(label, "engine").observe(group.seconds + time.perf_counter() - started)
+            fallback = set(result.fallback)
+            for index, item in enumerate(items):
+                if index not in fallback:
+                    self._resolve(item, ExportResult(item.records, 0, ""))
+        self._write_rows([item for item in parsed.batch if item.mapped is not None])
 
     def _write_rows(self, items: list[_Pending]) -> None:
         merged: dict[str, ColumnBlock] = {}
@@ -279,8 +389,10 @@ class IngestWriter:
             self._resolve(item, ExportResult.of(item.mapped))
 
     def close(self, timeout_s: float = 60.0) -> None:
-        """Stop taking work, write everything queued, then stop the thread."""
+        """Stop taking work, write everything queued, then stop the threads."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        self._thread.join(timeout_s)
+        deadline = time.monotonic() + timeout_s
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))

@@ -20,8 +20,14 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from correlator.errors import BadRequest, StoreLocked, StoreUnavailable
 from correlator.store.identifiers import quote_identifier
-from correlator.store.native_insert import NativeInsertResult, insert_logs_native, insert_traces_native
-from correlator.store.native_metrics import insert_metrics_native
+from correlator.store.native_insert import (
+    NativeInsertResult,
+    PreparedInsert,
+    clear_left_stages,
+    prepare_logs,
+    prepare_traces,
+)
+from correlator.store.native_metrics import prepare_metrics
 
 # Store sessions run in UTC so that DateTime values read and written mean the same instant everywhere.
 SESSION_SETTINGS = {"session_timezone": "UTC"}
@@ -108,6 +114,7 @@ class Store:
         self.config = config
         self._local = threading.local()
         self._workdir: Path | None = None
+        self._workdir_lock = threading.Lock()
         self._clients: list[Any] = []
         self._clients_lock = threading.Lock()
         # Parsed from the DSN once: every write consults it (Store.writes).
@@ -118,9 +125,11 @@ class Store:
             # This process's own engine holds the lock: chDB hands out more clients of it, which is fine.
             if holder is not None and holder != os.getpid():
                 raise StoreLocked(str(data_dir), holder if holder > 0 else None)
-        self._client()  # open now, so that a bad DSN or a held store fails at start, not on first use
+        client = self._client()  # open now, so that a bad DSN or a held store fails at start, not on first use
         if data_dir is not None:
             _clear_left_workdirs(data_dir)
+            with self._translate("clearing staged batches left by another process"):
+                clear_left_stages(client)
 
     def _client(self) -> Any:
         client = getattr(self._local, "client", None)
@@ -220,26 +229,46 @@ class Store:
         bodies must have been decoded once by the protobuf runtime (upb), as the ingest path does: it refuses
         invalid UTF-8 in strings, so the engine does not check that again.
         """
+        return self.run_prepared(self.prepare_otlp(signal, bodies, tables))
+
+    def prepare_otlp(
+        self, signal: str, bodies: Sequence[bytes], tables: Mapping[str, str] | None = None
+    ) -> PreparedInsert:
+        """The first half of insert_otlp: parse and check the bodies in the engine; nothing is written yet.
+
+        Pass the result to run_prepared (from any thread) to write it, or to discard_prepared to drop it.
+        """
         data_dir = self._data_dir
         if data_dir is None:
             raise BadRequest("only an embedded store parses OTLP bodies itself (it reads them from local files)")
         if signal not in ("traces", "logs", "metrics"):
             raise BadRequest(f"the engine cannot parse {signal!r} bodies")
-        if self._workdir is None:
-            root = ingest_workdir_root(data_dir)
-            root.mkdir(parents=True, exist_ok=True)
-            self._workdir = Path(tempfile.mkdtemp(prefix=_workdir_prefix(), dir=root))
-        client, database, workdir, names = self._client(), self.config.database, self._workdir, dict(tables or {})
+        with self._workdir_lock:
+            if self._workdir is None:
+                root = ingest_workdir_root(data_dir)
+                root.mkdir(parents=True, exist_ok=True)
+                self._workdir = Path(tempfile.mkdtemp(prefix=_workdir_prefix(), dir=root))
+            workdir = self._workdir
+        client, database, names = self._client(), self.config.database, dict(tables or {})
+        with self._translate(f"an engine-side insert of {signal}"):
+            if signal == "metrics":
+                return prepare_metrics(client, database, bodies, workdir, tables=names)
+            if signal == "logs":
+                return prepare_logs(client, database, bodies, workdir, table=names.get(signal, "otel_logs"))
+            return prepare_traces(client, database, bodies, workdir, table=names.get(signal, "otel_traces"))
+
+    def run_prepared(self, prepared: PreparedInsert) -> NativeInsertResult:
+        """Write a prepared engine-side insert (prepare_otlp) and drop its staged bodies."""
         try:
-            with self._translate(f"an engine-side insert of {signal}"):
-                if signal == "metrics":
-                    return insert_metrics_native(client, database, bodies, workdir, tables=names)
-                if signal == "logs":
-                    return insert_logs_native(client, database, bodies, workdir, table=names.get(signal, "otel_logs"))
-                traces = names.get(signal, "otel_traces")
-                return insert_traces_native(client, database, bodies, workdir, table=traces)
+            with self._translate("an engine-side insert"):
+                return prepared.run(self._client())
         finally:
             self._wrote()
+
+    def discard_prepared(self, prepared: PreparedInsert) -> None:
+        """Drop a prepared insert's staged bodies without writing them."""
+        with self._translate("dropping a staged batch"):
+            prepared.discard(self._client())
 
     def close(self) -> None:
         """Close every client this store opened; the embedded engine lets go of its directory."""

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import os
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +66,17 @@ LOGS_STRUCTURE = (
     f" severity_text String, body {_VALUE_L1}, attributes {ATTRS}, flags UInt32, trace_id String,"
     " span_id String, event_name String))))))"
 )
+
+# Staged batches live in tables of their own database rather than in temporary tables, which only the session
+# that made them sees: the writer stages the next batch on one thread while another inserts this one. Their names
+# start with the process's pid, so that the next opener of the store drops what a killed process left.
+STAGE_DATABASE = "_correlator_stage"
+
+
+def stage_table(stage: str) -> str:
+    """The quoted name of a staged batch's table."""
+    return f"{quote_identifier(STAGE_DATABASE)}.{quote_identifier(stage)}"
+
 
 _SPAN_KINDS = "['Unspecified', 'Internal', 'Server', 'Client', 'Producer', 'Consumer']"
 _STATUS_CODES = "['Unset', 'Ok', 'Error']"
@@ -399,10 +410,10 @@ def build_stage_sql(
     unsupported: str,
     extra: Sequence[tuple[str, str]] = (),
 ) -> str:
-    """CREATE TEMPORARY TABLE holding each parsed request with its row count, check counts and `extra` columns."""
+    """CREATE TABLE (Memory) holding each parsed request with its row count, check counts and `extra` columns."""
     extra_columns = "".join(f" {expr} AS {quote_identifier(name)}," for name, expr in extra)
     return (
-        f"CREATE TEMPORARY TABLE {quote_identifier(stage)} ENGINE = Memory AS\n"
+        f"CREATE TABLE {stage_table(stage)} ENGINE = Memory AS\n"
         f"SELECT {BODY_INDEX_FIELD_NAME} AS body, toUInt64({rows}) AS row_count, {unusual} AS unusual,"
         f" {unsupported} AS unsupported,{extra_columns} {root}\n"
         f"FROM file({_literal(data_glob)}, 'Protobuf', {_literal(structure)})\n"
@@ -419,12 +430,12 @@ def build_detail_sql(stage: str, nested: str, containers: str) -> str:
     """Per-value verdict for the staged requests the gate flagged (kept out of the stage: costly to plan)."""
     return (
         f"SELECT body, toUInt64({nested}) AS nested_unsupported, {containers} AS containers"
-        f" FROM {quote_identifier(stage)} WHERE unusual > 0"
+        f" FROM {stage_table(stage)} WHERE unusual > 0"
     )
 
 
 def traces_stage_sql(stage: str, data_glob: str, schema_path: Path, threads: int, block_requests: int = 65409) -> str:
-    """CREATE TEMPORARY TABLE holding each parsed trace request with its span count and cheap check counts."""
+    """CREATE TABLE (Memory) holding each parsed trace request with its span count and cheap check counts."""
     return build_stage_sql(
         stage,
         data_glob,
@@ -448,7 +459,7 @@ def traces_detail_sql(stage: str) -> str:
 def summary_sql(stage: str, extra: Sequence[str] = ()) -> str:
     """One row per staged request: body index, row count, gate count, always-checked unsupported count, extras."""
     columns = "".join(f", {quote_identifier(name)}" for name in extra)
-    return f"SELECT body, row_count, unusual, unsupported{columns} FROM {quote_identifier(stage)}"
+    return f"SELECT body, row_count, unusual, unsupported{columns} FROM {stage_table(stage)}"
 
 
 def traces_insert_sql(
@@ -462,7 +473,7 @@ def traces_insert_sql(
 ) -> str:
     """INSERT ... SELECT flattening the staged requests into otel_traces rows."""
     cols = ", ".join(quote_identifier(c) for c in TRACES_COLUMNS)
-    source = quote_identifier(stage)
+    source = stage_table(stage)
     if skip_unsupported:
         # Bound server-side ({skip:Array(UInt32)}), never formatted into the text.
         source = f"(SELECT resource_spans FROM {source} WHERE NOT has({{skip:Array(UInt32)}}, body))"
@@ -489,7 +500,7 @@ def traces_insert_sql(
 
 
 def logs_stage_sql(stage: str, data_glob: str, schema_path: Path, threads: int, block_requests: int = 65409) -> str:
-    """CREATE TEMPORARY TABLE holding each parsed logs request with its record count and cheap check counts."""
+    """CREATE TABLE (Memory) holding each parsed logs request with its record count and cheap check counts."""
     return build_stage_sql(
         stage,
         data_glob,
@@ -530,7 +541,7 @@ def logs_insert_sql(
 ) -> str:
     """INSERT ... SELECT flattening the staged logs requests into otel_logs rows."""
     cols = ", ".join(quote_identifier(c) for c in LOGS_COLUMNS)
-    source = quote_identifier(stage)
+    source = stage_table(stage)
     if skip_unsupported:
         # Bound server-side ({skip:Array(UInt32)}), never formatted into the text.
         source = f"(SELECT resource_logs FROM {source} WHERE NOT has({{skip:Array(UInt32)}}, body))"
@@ -690,8 +701,36 @@ class Staged:
         return sum(n for body, n in self.rows_of.items() if body not in self.bad)
 
 
-@contextlib.contextmanager
-def staged(
+_STAGE_DATABASE_READY: weakref.WeakSet[Client] = weakref.WeakSet()
+
+
+def _stage_prefix() -> str:
+    return f"_otlp_stage_{int(os.getpid())}_"
+
+
+def _ensure_stage_database(client: Client) -> None:
+    """Create the staging database once per client."""
+    if client not in _STAGE_DATABASE_READY:
+        client.command(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(STAGE_DATABASE)}")
+        _STAGE_DATABASE_READY.add(client)
+
+
+def clear_left_stages(client: Client) -> None:
+    """Drop the staged batches other processes left (the caller holds the store: none of them is running)."""
+    left = client.query(
+        "SELECT name FROM system.tables WHERE database = {db:String} AND NOT startsWith(name, {mine:String})",
+        parameters={"db": STAGE_DATABASE, "mine": _stage_prefix()},
+    ).result_rows
+    for (name,) in left:
+        drop_stage(client, name)
+
+
+def drop_stage(client: Client, stage: str) -> None:
+    """Drop a staged batch's table now (SYNC: the database would otherwise keep its rows for minutes)."""
+    client.command(f"DROP TABLE IF EXISTS {stage_table(stage)} SYNC")
+
+
+def stage_batch(
     client: Client,
     bodies: Sequence[bytes],
     workdir: Path,
@@ -700,11 +739,15 @@ def staged(
     detail_sql: Callable[[str], str],
     extra: Sequence[str] = (),
     blocks_per_thread: int = 4,
-) -> Iterator[Staged]:
-    """Stage and check a non-empty batch, yield the verdict (with `extra` stage columns per body), then clean up."""
+) -> Staged:
+    """Parse and check a non-empty batch into a staged table; the verdict per body (with `extra` stage columns).
+
+    The caller drops the table (drop_stage) once it inserted from it.
+    """
+    _ensure_stage_database(client)
     schema_path = ensure_schema_file(workdir)
     data_glob, paths = write_bodies(bodies, workdir, parts=threads)
-    stage = f"_otlp_stage_{uuid.uuid4().hex}"
+    stage = _stage_prefix() + uuid.uuid4().hex
     try:
         # About four staged blocks per thread (by default): enough to balance, few enough to stay cheap.
         block_requests = -(-len(bodies) // (max(1, blocks_per_thread) * max(1, threads)))
@@ -727,14 +770,42 @@ def staged(
                     bad.add(int(body))
                 elif int(body) not in bad:
                     containers += int(cont)
-        yield Staged(stage, rows_of, bad, containers > 0, extra_of)
+        return Staged(stage, rows_of, bad, containers > 0, extra_of)
+    except BaseException:
+        drop_stage(client, stage)
+        raise
     finally:
-        client.command(f"DROP TEMPORARY TABLE IF EXISTS {quote_identifier(stage)}")
+        # The staged table holds the parsed bodies: the files are not read again.
         for path in paths:
             path.unlink(missing_ok=True)
 
 
-def _run_native(
+@dataclass
+class PreparedInsert:
+    """A staged batch and the INSERTs that write it: `run` writes and drops the stage, `discard` only drops it.
+
+    Any client of the engine may run it, on any thread: the writer stages one batch while the previous one inserts.
+    """
+
+    stage: str | None
+    statements: list[tuple[str, dict[str, list[int]] | None]]
+    result: NativeInsertResult
+
+    def run(self, client: Client) -> NativeInsertResult:
+        try:
+            for sql, parameters in self.statements:
+                client.command(sql, parameters=parameters)
+        finally:
+            self.discard(client)
+        return self.result
+
+    def discard(self, client: Client) -> None:
+        if self.stage is not None:
+            drop_stage(client, self.stage)
+            self.stage = None
+
+
+def prepare_native(
     client: Client,
     bodies: Sequence[bytes],
     workdir: Path,
@@ -742,21 +813,22 @@ def _run_native(
     stage_sql: Callable[[str, str, Path, int, int], str],
     detail_sql: Callable[[str], str],
     insert_sql: Callable[[str, bool, bool], str],
-) -> NativeInsertResult:
-    """Stage, check, insert and clean up one batch of request bodies."""
+) -> PreparedInsert:
+    """Stage and check one batch of request bodies; the INSERT of its renderable bodies, to run later."""
     if not bodies:
-        return NativeInsertResult(rows=0)
-    with staged(client, bodies, workdir, threads, stage_sql, detail_sql) as batch:
-        bad, rows = batch.bad, batch.rows
-        if rows:
-            client.command(
-                insert_sql(batch.stage, batch.full_values, bool(bad)),
-                parameters={"skip": sorted(bad)} if bad else None,
-            )
-        return NativeInsertResult(rows=rows, fallback=sorted(bad), used_full_renderer=batch.full_values)
+        return PreparedInsert(None, [], NativeInsertResult(rows=0))
+    batch = stage_batch(client, bodies, workdir, threads, stage_sql, detail_sql)
+    bad, rows = batch.bad, batch.rows
+    statements = []
+    if rows:
+        statements.append(
+            (insert_sql(batch.stage, batch.full_values, bool(bad)), {"skip": sorted(bad)} if bad else None)
+        )
+    result = NativeInsertResult(rows=rows, fallback=sorted(bad), used_full_renderer=batch.full_values)
+    return PreparedInsert(batch.stage, statements, result)
 
 
-def insert_traces_native(
+def prepare_traces(
     client: Client,
     database: str,
     bodies: Sequence[bytes],
@@ -764,12 +836,9 @@ def insert_traces_native(
     *,
     table: str = "otel_traces",
     threads: int = 2,
-) -> NativeInsertResult:
-    """Insert every renderable ExportTraceServiceRequest body with one engine-side INSERT.
-
-    Returns the rows written and the indexes of bodies left for the Python path.
-    """
-    return _run_native(
+) -> PreparedInsert:
+    """Stage ExportTraceServiceRequest bodies; the INSERT of every renderable one into `table`, to run later."""
+    return prepare_native(
         client,
         bodies,
         workdir,
@@ -782,20 +851,11 @@ def insert_traces_native(
     )
 
 
-def insert_logs_native(
-    client: Client,
-    database: str,
-    bodies: Sequence[bytes],
-    workdir: Path,
-    *,
-    table: str = "otel_logs",
-    threads: int = 2,
-) -> NativeInsertResult:
-    """Insert every renderable ExportLogsServiceRequest body with one engine-side INSERT.
-
-    Returns the rows written and the indexes of bodies left for the Python path.
-    """
-    return _run_native(
+def prepare_logs(
+    client: Client, database: str, bodies: Sequence[bytes], workdir: Path, *, table: str = "otel_logs", threads: int = 2
+) -> PreparedInsert:
+    """Stage ExportLogsServiceRequest bodies; the INSERT of every renderable one into `table`, to run later."""
+    return prepare_native(
         client,
         bodies,
         workdir,

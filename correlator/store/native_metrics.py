@@ -13,13 +13,15 @@ from correlator.store.identifiers import quote_identifier
 from correlator.store.native_insert import (
     ATTRS,
     NativeInsertResult,
+    PreparedInsert,
     attr_map_with,
     build_detail_sql,
     build_stage_sql,
     dups_in,
     insert_settings,
     request_containers,
-    staged,
+    stage_batch,
+    stage_table,
     unsupported_in,
 )
 
@@ -163,7 +165,7 @@ def _points_column(kind: str) -> str:
 
 
 def metrics_stage_sql(stage: str, data_glob: str, schema_path: Path, threads: int, block_requests: int = 65409) -> str:
-    """CREATE TEMPORARY TABLE holding each parsed metrics request with its point counts and cheap check counts."""
+    """CREATE TABLE (Memory) holding each parsed metrics request with its point counts and cheap check counts."""
     return build_stage_sql(
         stage,
         data_glob,
@@ -262,7 +264,7 @@ def metrics_insert_sql(
     """INSERT ... SELECT flattening the staged requests' points of one metric type into its table."""
     exprs = _column_exprs(kind, full_values)
     cols = ", ".join(quote_identifier(c) for c in exprs)
-    source = quote_identifier(stage)
+    source = stage_table(stage)
     if skip_unsupported:
         # Bound server-side ({skip:Array(UInt32)}), never formatted into the text.
         source = f"(SELECT resource_metrics FROM {source} WHERE NOT has({{skip:Array(UInt32)}}, body))"
@@ -291,7 +293,7 @@ def metrics_insert_sql(
     )
 
 
-def insert_metrics_native(
+def prepare_metrics(
     client: Client,
     database: str,
     bodies: Sequence[bytes],
@@ -299,31 +301,31 @@ def insert_metrics_native(
     *,
     tables: dict[str, str] | None = None,
     threads: int = 2,
-) -> NativeInsertResult:
-    """Insert renderable ExportMetricsServiceRequest bodies (metric type -> table in `tables`); others in fallback."""
-    # Staged once, then one INSERT per type that has points; rows counts the points written.
+) -> PreparedInsert:
+    """Stage ExportMetricsServiceRequest bodies; one INSERT per metric type with points (into its table in
+    `tables`), to run later. Rows count the points; bodies the engine cannot render are in the fallback."""
     if not bodies:
-        return NativeInsertResult(rows=0)
+        return PreparedInsert(None, [], NativeInsertResult(rows=0))
     names = {**DEFAULT_TABLES, **(tables or {})}
     extra = [_points_column(kind) for kind in KINDS]
     # One staged block per thread: every block pays for extracting the nested paths the checks read,
     # which costs metrics requests more than the finer balance gains.
-    with staged(client, bodies, workdir, threads, metrics_stage_sql, metrics_detail_sql, extra, 1) as batch:
-        bad = batch.bad
-        for index, kind in enumerate(KINDS):
-            points = sum(counts[index] for body, counts in batch.extra_of.items() if body not in bad)
-            if not points:
-                continue
-            client.command(
-                metrics_insert_sql(
-                    database,
-                    batch.stage,
-                    kind,
-                    names[kind],
-                    full_values=batch.full_values,
-                    skip_unsupported=bool(bad),
-                    threads=threads,
-                ),
-                parameters={"skip": sorted(bad)} if bad else None,
-            )
-        return NativeInsertResult(rows=batch.rows, fallback=sorted(bad), used_full_renderer=batch.full_values)
+    batch = stage_batch(client, bodies, workdir, threads, metrics_stage_sql, metrics_detail_sql, extra, 1)
+    bad = batch.bad
+    statements: list[tuple[str, dict[str, list[int]] | None]] = []
+    for index, kind in enumerate(KINDS):
+        points = sum(counts[index] for body, counts in batch.extra_of.items() if body not in bad)
+        if not points:
+            continue
+        sql = metrics_insert_sql(
+            database,
+            batch.stage,
+            kind,
+            names[kind],
+            full_values=batch.full_values,
+            skip_unsupported=bool(bad),
+            threads=threads,
+        )
+        statements.append((sql, {"skip": sorted(bad)} if bad else None))
+    result = NativeInsertResult(rows=batch.rows, fallback=sorted(bad), used_full_renderer=batch.full_values)
+    return PreparedInsert(batch.stage, statements, result)
