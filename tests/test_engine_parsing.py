@@ -25,8 +25,8 @@ from correlator.otlp.metrics import map_metrics
 from correlator.otlp.rows import ColumnBlock
 from correlator.otlp.traces import TRACE_COLUMNS, map_traces
 from correlator.store import Store
-from correlator.store.native_insert import NativeInsertResult, varint
-from tests.factories import T0, any_value, key_values, span
+from correlator.store.native_insert import STAGE_DATABASE, NativeInsertResult, varint
+from tests.factories import T0, any_value, key_values, span, traces_request
 
 Request = ExportTraceServiceRequest | ExportLogsServiceRequest
 SIGNALS = ("traces", "logs")
@@ -722,3 +722,23 @@ def test_metric_times_past_datetime_range_come_back(metrics_store: Store, where:
     assert result.fallback == [0]
     assert (result.rows, 0) == write_metrics_python(metrics_store, good)
     assert assert_same_metric_rows(metrics_store) == result.rows > 0
+
+
+@pytest.mark.parametrize("containers", [False, True], ids=["scalars", "an-array"])
+def test_batches_of_scalar_values_are_parsed_with_the_lean_structure(store: Store, containers: bool) -> None:
+    # The lean structure reads attribute values one level deep (an array or map as raw bytes): cheaper to parse and
+    # to plan. A batch holding an array or a map anywhere is parsed again with the full structure its values need.
+    scalars = traces_request("lean", [span(attributes={"tag": "a"})])
+    other = traces_request("lean", [span(attributes={"tags": ["a", "b"]} if containers else {"tag": "b"})])
+    bodies = [scalars.SerializeToString(), other.SerializeToString()]
+    prepared = store.prepare_otlp("traces", bodies, {"traces": "eq_traces_engine"})
+    try:
+        assert prepared.stage is not None
+        ((structure,),) = store.rows(
+            "SELECT type FROM system.columns WHERE database = {db:String} AND table = {t:String}"
+            " AND name = 'resource_spans'",
+            {"db": STAGE_DATABASE, "t": prepared.stage},
+        )
+    finally:
+        store.discard_prepared(prepared)
+    assert ("kvlist_value Tuple(" in structure) is containers
