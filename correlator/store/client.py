@@ -250,7 +250,7 @@ class Store:
                 self._workdir = Path(tempfile.mkdtemp(prefix=_workdir_prefix(), dir=root))
             workdir = self._workdir
         client, database, names = self._client(), self.config.database, dict(tables or {})
-        with self._translate(f"an engine-side insert of {signal}"):
+        with self._translate(f"parsing {signal} bodies in the engine"):
             if signal == "metrics":
                 return prepare_metrics(client, database, bodies, workdir, tables=names)
             if signal == "logs":

@@ -766,15 +766,15 @@ def stage_batch(
     try:
         # About four staged blocks per thread (by default): enough to balance, few enough to stay cheap.
         block_requests = -(-len(bodies) // (max(1, blocks_per_thread) * max(1, threads)))
-        summary: Sequence[Sequence[Any]] = []
+        summary: Sequence[Sequence[Any]] | None = None
         if lean_first:
             lean_schema = ensure_schema_file(workdir, lean=True)
             client.command(stage_sql(stage, data_glob, lean_schema, threads, block_requests, lean=True))
             summary = client.query(summary_sql(stage, extra)).result_rows
-            if any(row[2] for row in summary):
+            if any(unusual for _, _, unusual, *_ in summary):
                 drop_stage(client, stage)  # arrays or maps somewhere: their values need the full structure
-                summary = []
-        if not summary:
+                summary = None
+        if summary is None:
             client.command(stage_sql(stage, data_glob, ensure_schema_file(workdir), threads, block_requests))
             summary = client.query(summary_sql(stage, extra)).result_rows
         rows_of: dict[int, int] = {}
