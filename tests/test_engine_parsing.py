@@ -16,6 +16,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Exemplar, Metric
 
 from correlator.api.server import Server
@@ -26,7 +27,7 @@ from correlator.otlp.rows import ColumnBlock
 from correlator.otlp.traces import TRACE_COLUMNS, map_traces
 from correlator.store import Store
 from correlator.store.native_insert import STAGE_DATABASE, NativeInsertResult, varint
-from tests.factories import T0, any_value, key_values, span, traces_request
+from tests.factories import T0, any_value, key_values, logs_request, span, summary_request, traces_request
 
 Request = ExportTraceServiceRequest | ExportLogsServiceRequest
 SIGNALS = ("traces", "logs")
@@ -742,3 +743,24 @@ def test_batches_of_scalar_values_are_parsed_with_the_lean_structure(store: Stor
     finally:
         store.discard_prepared(prepared)
     assert ("kvlist_value Tuple(" in structure) is containers
+
+
+@pytest.mark.parametrize("signal", ["logs", "metrics"])
+def test_logs_and_metrics_of_scalar_values_are_parsed_with_the_lean_structure(store: Store, signal: str) -> None:
+    request = (
+        logs_request("lean", [LogRecord(time_unix_nano=T0, body=any_value("done"))])
+        if signal == "logs"
+        else summary_request("lean", "lean.latency")
+    )
+    prepared = store.prepare_otlp(signal, [request.SerializeToString()], {signal: f"eq_{signal}_engine"})
+    try:
+        assert prepared.stage is not None
+        ((structure,),) = store.rows(
+            "SELECT type FROM system.columns WHERE database = {db:String} AND table = {t:String}"
+            " AND name = {root:String}",
+            {"db": STAGE_DATABASE, "t": prepared.stage, "root": f"resource_{signal}"},
+        )
+    finally:
+        store.discard_prepared(prepared)
+    assert "kvlist_value Tuple(" not in structure
+    assert "kvlist_value String" in structure

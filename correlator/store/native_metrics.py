@@ -12,6 +12,7 @@ from correlator.otlp.native_schema import BODY_INDEX_FIELD_NAME, METRICS_REQUEST
 from correlator.store.identifiers import quote_identifier
 from correlator.store.native_insert import (
     ATTRS,
+    LEAN_ATTRS,
     NativeInsertResult,
     PreparedInsert,
     attr_map_with,
@@ -69,6 +70,9 @@ METRICS_STRUCTURE = (
     f" exponential_histogram Tuple(data_points Array({_EXPONENTIAL_POINT}), aggregation_temporality Int32),"
     f" summary Tuple(data_points Array({_SUMMARY_POINT}))))))))"
 )
+
+# Attribute values one level deep (native_insert.LEAN_ATTRS), for batches of scalar values.
+METRICS_STRUCTURE_LEAN = METRICS_STRUCTURE.replace(ATTRS, LEAN_ATTRS)
 
 _METRICS = "resource_metrics.scope_metrics.metrics"
 # Every attribute value's oneof column, per request (see native_insert._TRACE_KIND_PATHS).
@@ -164,7 +168,9 @@ def _points_column(kind: str) -> str:
     return f"points_{kind}"
 
 
-def metrics_stage_sql(stage: str, data_glob: str, schema_path: Path, threads: int, block_requests: int = 65409) -> str:
+def metrics_stage_sql(
+    stage: str, data_glob: str, schema_path: Path, threads: int, block_requests: int = 65409, lean: bool = False
+) -> str:
     """CREATE TABLE (Memory) holding each parsed metrics request with its point counts and cheap check counts."""
     return build_stage_sql(
         stage,
@@ -173,7 +179,7 @@ def metrics_stage_sql(stage: str, data_glob: str, schema_path: Path, threads: in
         threads,
         block_requests,
         message=METRICS_REQUEST_MESSAGE,
-        structure=METRICS_STRUCTURE,
+        structure=METRICS_STRUCTURE_LEAN if lean else METRICS_STRUCTURE,
         root="resource_metrics",
         # The per-type counts below, by alias.
         rows=" + ".join(quote_identifier(_points_column(kind)) for kind in KINDS),
@@ -310,7 +316,8 @@ def prepare_metrics(
     extra = [_points_column(kind) for kind in KINDS]
     # One staged block per thread: every block pays for extracting the nested paths the checks read,
     # which costs metrics requests more than the finer balance gains.
-    batch = stage_batch(client, bodies, workdir, threads, metrics_stage_sql, metrics_detail_sql, extra, 1)
+    stage_sql, detail_sql = metrics_stage_sql, metrics_detail_sql
+    batch = stage_batch(client, bodies, workdir, threads, stage_sql, detail_sql, extra, 1, lean_first=True)
     bad = batch.bad
     statements: list[tuple[str, dict[str, list[int]] | None]] = []
     for index, kind in enumerate(KINDS):
