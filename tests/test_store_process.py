@@ -13,7 +13,7 @@ import httpx
 from correlator.api.server import Server
 from correlator.store.client import ingest_workdir_root
 from correlator.store.migrate import LATEST_VERSION
-from correlator.store.native_insert import STAGE_DATABASE, clear_left_stages
+from correlator.store.native_insert import STAGE_DATABASE, open_stage_database
 from tests.conftest import query
 from tests.factories import span, traces_request
 from tests.processes import correlator_command, spawn_serve, stored_rows
@@ -108,12 +108,11 @@ def test_the_next_opener_drops_the_batches_a_killed_process_left_staged(server: 
     # that process's pid. Opening the store drops every other process's (the opener holds the store).
     assert server.state is not None
     store = server.state.store
-    store.command(f"CREATE DATABASE IF NOT EXISTS {STAGE_DATABASE}")
     left, mine = "_otlp_stage_1_left", f"_otlp_stage_{os.getpid()}_mine"
     for name in (left, mine):
         store.command(f"CREATE TABLE {STAGE_DATABASE}.{name} (x UInt8) ENGINE = Memory")
     try:
-        clear_left_stages(store._client())
+        open_stage_database(store._client())
         tables = query(server, "SELECT name FROM system.tables WHERE database = {db:String}", db=STAGE_DATABASE)
         assert tables == [(mine,)]
     finally:

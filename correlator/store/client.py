@@ -23,7 +23,7 @@ from correlator.store.identifiers import quote_identifier
 from correlator.store.native_insert import (
     NativeInsertResult,
     PreparedInsert,
-    clear_left_stages,
+    open_stage_database,
     prepare_logs,
     prepare_traces,
 )
@@ -128,8 +128,8 @@ class Store:
         client = self._client()  # open now, so that a bad DSN or a held store fails at start, not on first use
         if data_dir is not None:
             _clear_left_workdirs(data_dir)
-            with self._translate("clearing staged batches left by another process"):
-                clear_left_stages(client)
+            with self._translate("opening the database of staged batches"):
+                open_stage_database(client)
 
     def _client(self) -> Any:
         client = getattr(self._local, "client", None)

@@ -7,7 +7,6 @@ import hashlib
 import os
 import tempfile
 import uuid
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,7 +76,8 @@ LOGS_STRUCTURE_LEAN = LOGS_STRUCTURE.replace(ATTRS, LEAN_ATTRS).replace(f"body {
 
 # Staged batches live in tables of their own database rather than in temporary tables, which only the session
 # that made them sees: the writer stages the next batch on one thread while another inserts this one. Their names
-# start with the process's pid, so that the next opener of the store drops what a killed process left.
+# start with the process's pid, so that the next opener of the store drops what a killed process left
+# (open_stage_database, which Store runs when it opens an embedded store).
 STAGE_DATABASE = "_correlator_stage"
 
 
@@ -714,22 +714,14 @@ class Staged:
         return sum(n for body, n in self.rows_of.items() if body not in self.bad)
 
 
-_STAGE_DATABASE_READY: weakref.WeakSet[Client] = weakref.WeakSet()
-
-
 def _stage_prefix() -> str:
     return f"_otlp_stage_{int(os.getpid())}_"
 
 
-def _ensure_stage_database(client: Client) -> None:
-    """Create the staging database once per client."""
-    if client not in _STAGE_DATABASE_READY:
-        client.command(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(STAGE_DATABASE)}")
-        _STAGE_DATABASE_READY.add(client)
-
-
-def clear_left_stages(client: Client) -> None:
-    """Drop the staged batches other processes left (the caller holds the store: none of them is running)."""
+def open_stage_database(client: Client) -> None:
+    """Create the staging database, and drop the staged batches other processes left (the caller opens the store:
+    none of them is running)."""
+    client.command(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(STAGE_DATABASE)}")
     left = client.query(
         "SELECT name FROM system.tables WHERE database = {db:String} AND NOT startsWith(name, {mine:String})",
         parameters={"db": STAGE_DATABASE, "mine": _stage_prefix()},
@@ -760,7 +752,6 @@ def stage_batch(
     request holds arrays, maps or string-table references. The caller drops the table (drop_stage) once it inserted
     from it.
     """
-    _ensure_stage_database(client)
     data_glob, paths = write_bodies(bodies, workdir, parts=threads)
     stage = _stage_prefix() + uuid.uuid4().hex
     try:
