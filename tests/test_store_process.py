@@ -5,16 +5,21 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 
 from correlator.api.server import Server
+from correlator.settings import Settings
 from correlator.store.client import ingest_workdir_root
 from correlator.store.migrate import LATEST_VERSION
 from correlator.store.native_insert import STAGE_DATABASE, open_stage_database
-from tests.conftest import query
+from tests.conftest import free_port, query
 from tests.factories import span, traces_request
 from tests.processes import correlator_command, spawn_serve, stored_rows
 
@@ -117,3 +122,44 @@ def test_the_next_opener_drops_the_batches_a_killed_process_left_staged(server: 
         assert tables == [(mine,)]
     finally:
         store.command(f"DROP TABLE IF EXISTS {STAGE_DATABASE}.{mine} SYNC")
+
+
+def test_serve_makes_its_temporary_files_in_the_ingest_folder(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # clickhouse-connect's chDB backend passes each Python-path insert through a temporary file it unlinks once
+    # read: a server killed meanwhile leaves it behind. Under `serve` (Server.run) it is made in this process's
+    # ingest folder, which the next opener of the store clears (test above), not in /tmp.
+    made: list[Path] = []
+    real = tempfile.NamedTemporaryFile
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        handle = real(*args, **kwargs)
+        made.append(Path(handle.name))
+        return handle
+
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", spy)
+    before = tempfile.tempdir
+    settings = Settings(
+        clickhouse_dsn=f"chdb://{data_dir}",
+        http_port=free_port(),
+        otlp_http_port=0,
+        otlp_grpc_port=0,
+        engine_parsing=False,
+        memory_limit_mib=0,
+    )
+    server = Server(settings, log_level="warning")
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        assert server._started.wait(60)
+        response = httpx.post(server.url() + "/v1/traces", content=_batch(900), headers=PROTOBUF, timeout=60)
+        assert response.status_code == 200, response.text
+    finally:
+        assert server._uvicorn is not None
+        server._uvicorn.should_exit = True
+        thread.join(60)
+    assert made, "the Python-path insert made no temporary file"
+    root = ingest_workdir_root(data_dir).resolve()
+    assert all(path.resolve().is_relative_to(root) for path in made), made
+    # Stopped: the folder is gone with what was in it, and the process's temporary directory is back.
+    assert not any(path.parent.exists() for path in made)
+    assert tempfile.tempdir == before

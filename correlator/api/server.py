@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import socket
+import tempfile
 import threading
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -115,10 +116,18 @@ class Server:
     def run(self) -> None:
         """Serve in the foreground until SIGINT or SIGTERM, then flush queued records and close the store."""
         self._open()
+        assert self.state is not None
+        tempdir = tempfile.tempdir
+        if self.state.store.config.embedded_dir is not None:
+            # clickhouse-connect's chDB backend passes each Python-path insert through a temporary file, unlinked
+            # once read: in the store's ingest folder, what a killed server leaves is cleared by the next opener
+            # of the store instead of piling up in /tmp.
+            tempfile.tempdir = str(self.state.store.ingest_workdir())
         try:
             asyncio.run(self._serve())
         finally:
             self._close()
+            tempfile.tempdir = tempdir
 
     def _close(self) -> None:
         for sock in self._sockets:

@@ -238,17 +238,11 @@ class Store:
 
         Pass the result to run_prepared (from any thread) to write it, or to discard_prepared to drop it.
         """
-        data_dir = self._data_dir
-        if data_dir is None:
+        if self._data_dir is None:
             raise BadRequest("only an embedded store parses OTLP bodies itself (it reads them from local files)")
         if signal not in ("traces", "logs", "metrics"):
             raise BadRequest(f"the engine cannot parse {signal!r} bodies")
-        with self._workdir_lock:
-            if self._workdir is None:
-                root = ingest_workdir_root(data_dir)
-                root.mkdir(parents=True, exist_ok=True)
-                self._workdir = Path(tempfile.mkdtemp(prefix=_workdir_prefix(), dir=root))
-            workdir = self._workdir
+        workdir = self.ingest_workdir()
         client, database, names = self._client(), self.config.database, dict(tables or {})
         with self._translate(f"parsing {signal} bodies in the engine"):
             if signal == "metrics":
@@ -256,6 +250,19 @@ class Store:
             if signal == "logs":
                 return prepare_logs(client, database, bodies, workdir, table=names.get(signal, "otel_logs"))
             return prepare_traces(client, database, bodies, workdir, table=names.get(signal, "otel_traces"))
+
+    def ingest_workdir(self) -> Path:
+        """This process's folder beside the embedded data directory (created on first use): files handed to the
+        engine go there, and close() removes it, as the next opener of the store does after a crash."""
+        data_dir = self._data_dir
+        if data_dir is None:
+            raise BadRequest("only an embedded store has an ingest folder")
+        with self._workdir_lock:
+            if self._workdir is None:
+                root = ingest_workdir_root(data_dir)
+                root.mkdir(parents=True, exist_ok=True)
+                self._workdir = Path(tempfile.mkdtemp(prefix=_workdir_prefix(), dir=root))
+            return self._workdir
 
     def run_prepared(self, prepared: PreparedInsert) -> NativeInsertResult:
         """Write a prepared engine-side insert (prepare_otlp) and drop its staged bodies."""
