@@ -664,9 +664,9 @@ def write_bodies(bodies: Sequence[bytes], workdir: Path, parts: int = 1) -> tupl
 
 
 def _flush(path: Path, chunk: list[bytes]) -> Path:
-    """Write one data file."""
+    """Write one data file, piece by piece: joined first, the batch's bodies would be held twice meanwhile."""
     with open(path, "wb") as fh:
-        fh.write(b"".join(chunk))
+        fh.writelines(chunk)
     return path
 
 
