@@ -168,6 +168,36 @@ def test_bodies_being_decoded_are_bounded_too(data_dir: Path, service_name: str)
         small.stop()
 
 
+def test_at_most_two_bodies_are_decoded_at_once(
+    server: Server, service_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Decoding holds the GIL but for decompressing and hashing: more bodies at once only add their decoded
+    # messages (about three times the body) to the server's memory.
+    assert server.state is not None
+    ingest = server.state.ingest
+    decode = ingest._decode_and_queue
+    lock, running, most = threading.Lock(), [0], [0]
+
+    def slow_decode(*args: Any) -> None:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            time.sleep(0.2)
+            decode(*args)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(ingest, "_decode_and_queue", slow_decode)
+    bodies = [traces_body(service_name, i, 20) for i in range(6)]
+    with httpx.Client(timeout=60) as client, ThreadPoolExecutor(6) as pool:
+        codes = list(pool.map(lambda b: client.post(server.url() + "/v1/traces", content=b, headers=PROTOBUF), bodies))
+    assert [r.status_code for r in codes] == [200] * 6
+    assert most[0] == 2
+    assert count_spans(server, service_name) == 6 * 20
+
+
 def test_small_batches_take_the_python_path_and_large_ones_the_engine(data_dir: Path, service_name: str) -> None:
     adaptive = start_server(data_dir, engine_parsing_min_records=1_000)
     try:
