@@ -113,9 +113,9 @@ def test_malloc_arenas_are_left_alone_when_the_operator_set_them(monkeypatch: py
 
 @pytest.mark.parametrize(
     ("preset", "decay_ms"),
-    [pytest.param(None, 1000, id="default"), pytest.param("dirty_decay_ms:3000", 3000, id="operator's")],
+    [pytest.param(None, 250, id="default"), pytest.param("dirty_decay_ms:3000", 3000, id="operator's")],
 )
-def test_the_engine_allocator_returns_pages_after_a_second_unless_told_otherwise(
+def test_the_engine_allocator_returns_pages_after_250_ms_unless_told_otherwise(
     preset: str | None, decay_ms: int
 ) -> None:
     """The package sets JE_MALLOC_CONF before the engine loads (jemalloc reads it once); the engine's own
