@@ -35,7 +35,8 @@ class Settings(BaseSettings):
     api_tokens: str = ""
     # Bodies are refused above this size after decompression (OTLP spec: 413).
     max_body_bytes: int = 64 * 1024 * 1024
-    # Compressed bodies being decoded at once; beyond it requests get 503 (the queue bounds what follows).
+    # Compressed bodies being decoded or waiting to be (two at a time); beyond it requests get 503 (the queue bounds
+    # what follows).
     max_decoding_bytes: int = 16 * 1024 * 1024
     # The writer's bounds: a batch closes at this many records; the queue refuses work beyond its limit.
     batch_max_records: int = 100_000

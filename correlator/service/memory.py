@@ -6,7 +6,7 @@ or in what the allocator keeps after a free, so the limit is held by measuring: 
 admitted) new requests are refused until inserts have freed memory. After an insert the writer asks the C
 allocator to return its free pages, so that memory freed is memory the kernel sees freed; and `serve` caps
 glibc's malloc arenas (one per thread by default, each keeping its own free memory) unless MALLOC_ARENA_MAX says
-otherwise. The engine's own allocator, jemalloc inside chDB, is told to return freed pages after 1 s by the
+otherwise. The engine's own allocator, jemalloc inside chDB, is told to return freed pages after 250 ms by the
 package itself (correlator/__init__.py), since it reads JE_MALLOC_CONF once, when the engine loads.
 """
 
