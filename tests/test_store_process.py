@@ -127,7 +127,7 @@ def test_the_next_opener_drops_the_batches_a_killed_process_left_staged(server: 
 def test_serve_makes_its_temporary_files_in_the_ingest_folder(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # clickhouse-connect's chDB backend passes each Python-path insert through a temporary file it unlinks once
     # read: a server killed meanwhile leaves it behind. Under `serve` (Server.run) it is made in this process's
-    # ingest folder, which the next opener of the store clears (test above), not in /tmp.
+    # ingest folder, which the next opener of the store clears (test_acknowledged_records_survive_...), not in /tmp.
     made: list[Path] = []
     real = tempfile.NamedTemporaryFile
 
