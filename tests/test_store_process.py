@@ -129,11 +129,13 @@ def test_serve_makes_its_temporary_files_in_the_ingest_folder(data_dir: Path, mo
     # read: a server killed meanwhile leaves it behind. Under `serve` (Server.run) it is made in this process's
     # ingest folder, which the next opener of the store clears (test_acknowledged_records_survive_...), not in /tmp.
     made: list[Path] = []
+    serving = threading.Event()  # before it, other servers of the session may still make theirs in /tmp
     real = tempfile.NamedTemporaryFile
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         handle = real(*args, **kwargs)
-        made.append(Path(handle.name))
+        if serving.is_set():
+            made.append(Path(handle.name))
         return handle
 
     monkeypatch.setattr(tempfile, "NamedTemporaryFile", spy)
@@ -151,9 +153,11 @@ def test_serve_makes_its_temporary_files_in_the_ingest_folder(data_dir: Path, mo
     thread.start()
     try:
         assert server._started.wait(60)
+        serving.set()
         response = httpx.post(server.url() + "/v1/traces", content=_batch(900), headers=PROTOBUF, timeout=60)
         assert response.status_code == 200, response.text
     finally:
+        serving.clear()
         assert server._uvicorn is not None
         server._uvicorn.should_exit = True
         thread.join(60)
