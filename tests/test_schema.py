@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from correlator.api.server import Server
 from correlator.store.ddl import insert_guard
 from correlator.store.migrate import MIGRATIONS, plan
 from correlator.store.schema_merges import INSERTED_TABLES
+from correlator.store.schema_trace_view import SPANS_BY_TRACE
 from tests.conftest import query
 
 M = "Map(LowCardinality(String), String)"
@@ -197,14 +200,16 @@ def test_migrations_are_numbered_in_one_sequence_and_plan_is_printable() -> None
         assert sql.endswith(insert_guard(table))
 
 
-def test_tables_every_insert_writes_merge_fewer_larger_parts(server: Server) -> None:
+def test_tables_every_insert_writes_merge_fewer_larger_parts_the_trace_view_copy_fewest(server: Server) -> None:
     rows = query(
         server,
         "SELECT name, create_table_query FROM system.tables WHERE database = 'otel' AND engine LIKE '%MergeTree'",
     )
-    tuned = {
-        name for name, ddl in rows if "merge_selector_base = 10" in ddl and "min_bytes_for_wide_part = 104857600" in ddl
-    }
-    assert tuned == set(INSERTED_TABLES)
+    compact = {name for name, ddl in rows if "min_bytes_for_wide_part = 104857600" in ddl}
+    assert compact == set(INSERTED_TABLES)
+    bases = {name: re.findall(r"merge_selector_base = (\d+)", ddl) for name, ddl in rows}
+    # Migration 8: the trace view's copy, whose random trace ids interleave every merge, merges fewer still.
+    assert {name for name, base in bases.items() if base == ["30"]} == {SPANS_BY_TRACE}
+    assert {name for name, base in bases.items() if base == ["10"]} == set(INSERTED_TABLES) - {SPANS_BY_TRACE}
     # SCHEMA.md's settings stay as they were.
     assert all("index_granularity = 8192" in ddl for name, ddl in rows if name.startswith("otel_"))

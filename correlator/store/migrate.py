@@ -13,7 +13,7 @@ from correlator.store.client import Store
 from correlator.store.ddl import Column, CreateTable, Migration, Target
 from correlator.store.identifiers import quote_identifier
 from correlator.store.schema_analysis import ANALYSIS_TABLES
-from correlator.store.schema_merges import FEWER_MERGES
+from correlator.store.schema_merges import FEWER_MERGES, FEWER_TRACE_VIEW_MERGES
 from correlator.store.schema_otel import OTEL_TABLES
 from correlator.store.schema_platform import PLATFORM_TABLES
 from correlator.store.schema_rollups import ROLLUP_TABLES
@@ -27,6 +27,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     TRACE_VIEW_TABLES,
     TRACE_VIEW_EXEMPLARS,
     FEWER_MERGES,
+    FEWER_TRACE_VIEW_MERGES,
 )
 LATEST_VERSION = max(m.version for m in MIGRATIONS)
 
