@@ -10,7 +10,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
@@ -744,28 +743,24 @@ def stage_batch(
     detail_sql: Callable[[str], str],
     extra: Sequence[str] = (),
     blocks_per_thread: int = 4,
-    lean_first: bool = False,
 ) -> Staged:
     """Parse and check a non-empty batch into a staged table; the verdict per body (with `extra` stage columns).
 
-    `lean_first`: parse with the lean structure (stage_sql(..., lean=True)) and again with the full one only when a
-    request holds arrays, maps or string-table references. The caller drops the table (drop_stage) once it inserted
-    from it.
+    The batch is parsed with the lean structure (stage_sql(..., lean=True)), and again with the full one only when
+    a request holds arrays, maps or string-table references. The caller drops the table (drop_stage) once it
+    inserted from it.
     """
     data_glob, paths = write_bodies(bodies, workdir, parts=threads)
     stage = _stage_prefix() + uuid.uuid4().hex
     try:
         # About four staged blocks per thread (by default): enough to balance, few enough to stay cheap.
         block_requests = -(-len(bodies) // (max(1, blocks_per_thread) * max(1, threads)))
-        summary: Sequence[Sequence[Any]] | None = None
-        if lean_first:
-            lean_schema = ensure_schema_file(workdir, lean=True)
-            client.command(stage_sql(stage, data_glob, lean_schema, threads, block_requests, lean=True))
-            summary = client.query(summary_sql(stage, extra)).result_rows
-            if any(unusual for _, _, unusual, *_ in summary):
-                drop_stage(client, stage)  # arrays or maps somewhere: their values need the full structure
-                summary = None
-        if summary is None:
+        lean_schema = ensure_schema_file(workdir, lean=True)
+        client.command(stage_sql(stage, data_glob, lean_schema, threads, block_requests, lean=True))
+        summary = client.query(summary_sql(stage, extra)).result_rows
+        if any(unusual for _, _, unusual, *_ in summary):
+            # Arrays or maps somewhere: their values need the full structure.
+            drop_stage(client, stage)
             client.command(stage_sql(stage, data_glob, ensure_schema_file(workdir), threads, block_requests))
             summary = client.query(summary_sql(stage, extra)).result_rows
         rows_of: dict[int, int] = {}
@@ -834,7 +829,7 @@ def prepare_native(
     run later."""
     if not bodies:
         return PreparedInsert(None, [], NativeInsertResult(rows=0))
-    batch = stage_batch(client, bodies, workdir, threads, stage_sql, detail_sql, lean_first=True)
+    batch = stage_batch(client, bodies, workdir, threads, stage_sql, detail_sql)
     bad, rows = batch.bad, batch.rows
     statements = []
     if rows:

@@ -316,9 +316,7 @@ def prepare_metrics(
     extra = [_points_column(kind) for kind in KINDS]
     # One staged block per thread: every block pays for extracting the nested paths the checks read,
     # which costs metrics requests more than the finer balance gains.
-    batch = stage_batch(
-        client, bodies, workdir, threads, metrics_stage_sql, metrics_detail_sql, extra, 1, lean_first=True
-    )
+    batch = stage_batch(client, bodies, workdir, threads, metrics_stage_sql, metrics_detail_sql, extra, 1)
     bad = batch.bad
     statements: list[tuple[str, dict[str, list[int]] | None]] = []
     for index, kind in enumerate(KINDS):
