@@ -699,7 +699,7 @@ def insert_settings(threads: int, full_values: bool) -> str:
 
 @dataclass
 class Staged:
-    """A parsed batch in a temporary table, with the verdict of the checks per body."""
+    """A parsed batch in a table of the staging database, with the verdict of the checks per body."""
 
     stage: str
     rows_of: dict[int, int]
@@ -711,6 +711,12 @@ class Staged:
     def rows(self) -> int:
         """Rows of the bodies the engine keeps."""
         return sum(n for body, n in self.rows_of.items() if body not in self.bad)
+
+    def prepared(self, inserts: Sequence[str]) -> PreparedInsert:
+        """These INSERTs from the stage, to run later, each given the bad bodies to skip (bound as {skip})."""
+        parameters = {"skip": sorted(self.bad)} if self.bad else None
+        result = NativeInsertResult(rows=self.rows, fallback=sorted(self.bad), used_full_renderer=self.full_values)
+        return PreparedInsert(self.stage, [(sql, parameters) for sql in inserts], result)
 
 
 def _stage_prefix() -> str:
@@ -830,14 +836,7 @@ def prepare_native(
     if not bodies:
         return PreparedInsert(None, [], NativeInsertResult(rows=0))
     batch = stage_batch(client, bodies, workdir, threads, stage_sql, detail_sql)
-    bad, rows = batch.bad, batch.rows
-    statements = []
-    if rows:
-        statements.append(
-            (insert_sql(batch.stage, batch.full_values, bool(bad)), {"skip": sorted(bad)} if bad else None)
-        )
-    result = NativeInsertResult(rows=rows, fallback=sorted(bad), used_full_renderer=batch.full_values)
-    return PreparedInsert(batch.stage, statements, result)
+    return batch.prepared([insert_sql(batch.stage, batch.full_values, bool(batch.bad))] if batch.rows else [])
 
 
 def prepare_traces(

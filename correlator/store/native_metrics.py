@@ -318,7 +318,7 @@ def prepare_metrics(
     # which costs metrics requests more than the finer balance gains.
     batch = stage_batch(client, bodies, workdir, threads, metrics_stage_sql, metrics_detail_sql, extra, 1)
     bad = batch.bad
-    statements: list[tuple[str, dict[str, list[int]] | None]] = []
+    inserts = []
     for index, kind in enumerate(KINDS):
         points = sum(counts[index] for body, counts in batch.extra_of.items() if body not in bad)
         if not points:
@@ -332,6 +332,5 @@ def prepare_metrics(
             skip_unsupported=bool(bad),
             threads=threads,
         )
-        statements.append((sql, {"skip": sorted(bad)} if bad else None))
-    result = NativeInsertResult(rows=batch.rows, fallback=sorted(bad), used_full_renderer=batch.full_values)
-    return PreparedInsert(batch.stage, statements, result)
+        inserts.append(sql)
+    return batch.prepared(inserts)
