@@ -26,7 +26,7 @@ from correlator.otlp.metrics import map_metrics
 from correlator.otlp.rows import ColumnBlock
 from correlator.otlp.traces import TRACE_COLUMNS, map_traces
 from correlator.store import Store
-from correlator.store.native_insert import STAGE_DATABASE, NativeInsertResult, varint
+from correlator.store.native_insert import STAGE_DATABASE, NativeInsertResult, PreparedInsert, varint
 from tests.factories import T0, any_value, key_values, logs_request, span, summary_request, traces_request
 
 Request = ExportTraceServiceRequest | ExportLogsServiceRequest
@@ -725,6 +725,20 @@ def test_metric_times_past_datetime_range_come_back(metrics_store: Store, where:
     assert assert_same_metric_rows(metrics_store) == result.rows > 0
 
 
+def _staged_structure(store: Store, prepared: PreparedInsert, root: str) -> str:
+    """The type the stage gave the requests' `root` column (lean or full structure); the stage is dropped."""
+    try:
+        assert prepared.stage is not None
+        ((structure,),) = store.rows(
+            "SELECT type FROM system.columns WHERE database = {db:String} AND table = {t:String}"
+            " AND name = {root:String}",
+            {"db": STAGE_DATABASE, "t": prepared.stage, "root": root},
+        )
+    finally:
+        store.discard_prepared(prepared)
+    return str(structure)
+
+
 @pytest.mark.parametrize("containers", [False, True], ids=["scalars", "an-array"])
 def test_batches_of_scalar_values_are_parsed_with_the_lean_structure(store: Store, containers: bool) -> None:
     # The lean structure reads attribute values one level deep (an array or map as raw bytes): cheaper to parse and
@@ -732,16 +746,9 @@ def test_batches_of_scalar_values_are_parsed_with_the_lean_structure(store: Stor
     scalars = traces_request("lean", [span(attributes={"tag": "a"})])
     other = traces_request("lean", [span(attributes={"tags": ["a", "b"]} if containers else {"tag": "b"})])
     bodies = [scalars.SerializeToString(), other.SerializeToString()]
-    prepared = store.prepare_otlp("traces", bodies, {"traces": "eq_traces_engine"})
-    try:
-        assert prepared.stage is not None
-        ((structure,),) = store.rows(
-            "SELECT type FROM system.columns WHERE database = {db:String} AND table = {t:String}"
-            " AND name = 'resource_spans'",
-            {"db": STAGE_DATABASE, "t": prepared.stage},
-        )
-    finally:
-        store.discard_prepared(prepared)
+    structure = _staged_structure(
+        store, store.prepare_otlp("traces", bodies, {"traces": "eq_traces_engine"}), "resource_spans"
+    )
     assert ("kvlist_value Tuple(" in structure) is containers
 
 
@@ -753,14 +760,6 @@ def test_logs_and_metrics_of_scalar_values_are_parsed_with_the_lean_structure(st
         else summary_request("lean", "lean.latency")
     )
     prepared = store.prepare_otlp(signal, [request.SerializeToString()], {signal: f"eq_{signal}_engine"})
-    try:
-        assert prepared.stage is not None
-        ((structure,),) = store.rows(
-            "SELECT type FROM system.columns WHERE database = {db:String} AND table = {t:String}"
-            " AND name = {root:String}",
-            {"db": STAGE_DATABASE, "t": prepared.stage, "root": f"resource_{signal}"},
-        )
-    finally:
-        store.discard_prepared(prepared)
+    structure = _staged_structure(store, prepared, f"resource_{signal}")
     assert "kvlist_value Tuple(" not in structure
     assert "kvlist_value String" in structure
